@@ -1,0 +1,238 @@
+"""Typed, validated configuration: the one place every knob is declared.
+
+Every setting has a default that works for the published JQL models; YAML files
+in ``conf/`` and ``--set key=value`` overrides are validated here, so a typo or a
+wrong type fails before Spark starts, with the offending key in the message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_EMBEDDER = "Snowflake/snowflake-arctic-embed-m-v2.0"
+JQL_HEADS_REPO = "Jackal-AI/JQL-Edu-Heads"
+DEFAULT_MAX_LENGTH = 8192
+
+
+class ConfigError(ValueError):
+    """Raised for any invalid configuration; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class EmbedderConfig(_Strict):
+    """Which encoder turns text into vectors, and how it is run."""
+
+    model: str = Field(DEFAULT_EMBEDDER, description="Hub id or local directory of a Hugging Face encoder.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
+    max_length: int = Field(DEFAULT_MAX_LENGTH, ge=2, description="Truncation length in tokens (JQL: 8192).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="'auto': bfloat16 on CUDA, float32 on CPU."
+    )
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
+    trust_remote_code: bool = Field(False, description="Run model code from the Hub. Off unless you opt in.")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+
+
+class HeadConfig(_Strict):
+    """One regression head: a local file, or a file in a Hub repository."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    path: str | None = Field(None, description="Local .ckpt (Lightning) or .safetensors (spark_jql) file.")
+    repo_id: str | None = Field(None, description="Hub repository holding the file.")
+    filename: str | None = Field(None, description="File inside repo_id.")
+    revision: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "HeadConfig":
+        if (self.path is None) == (self.repo_id is None):
+            raise ValueError(f"head {self.name!r}: give exactly one of 'path' or 'repo_id'+'filename'")
+        if self.repo_id is not None and not self.filename:
+            raise ValueError(f"head {self.name!r}: 'repo_id' needs 'filename'")
+        return self
+
+
+def default_heads() -> list[HeadConfig]:
+    """The three published JQL-Edu heads on the arctic-embed-m-v2.0 embedder."""
+    return [
+        HeadConfig(
+            name=f"Edu-JQL-{judge.capitalize()}-SF",
+            repo_id=JQL_HEADS_REPO,
+            filename=f"checkpoints/edu-{judge}-snowflake-balanced.ckpt",
+        )
+        for judge in ("gemma", "mistral", "llama")
+    ]
+
+
+class ScorerConfig(_Strict):
+    """Everything that decides a document's scores; its hash keys the per-worker model cache."""
+
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    heads: list[HeadConfig] = Field(default_factory=default_heads, min_length=1)
+    aggregate: Literal["mean", "median", "min", "max"] = Field(
+        "mean", description="How the per-head scores are combined into the score the filter uses."
+    )
+    token_budget: int | Literal["auto"] = Field(
+        "auto",
+        description="Padded tokens per micro-batch. 'auto': 16384 on CPU, sized from free memory on GPU.",
+    )
+    max_batch_docs: int = Field(4096, ge=1, description="Upper bound on documents per micro-batch.")
+    oom_retry: bool = Field(True, description="On CUDA out-of-memory, split the micro-batch and retry.")
+
+    @field_validator("heads")
+    @classmethod
+    def _unique_names(cls, heads: list[HeadConfig]) -> list[HeadConfig]:
+        names = [h.name for h in heads]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"head names must be unique, repeated: {dupes}")
+        return heads
+
+    @model_validator(mode="after")
+    def _budget_fits_longest(self) -> "ScorerConfig":
+        if isinstance(self.token_budget, int) and self.token_budget < self.embedder.max_length:
+            raise ValueError(
+                f"token_budget ({self.token_budget}) is smaller than embedder.max_length "
+                f"({self.embedder.max_length}): the longest allowed document would not fit in a micro-batch"
+            )
+        return self
+
+
+class ColumnsConfig(_Strict):
+    """Names of the columns spark_jql reads and writes."""
+
+    text: str = "text"
+    language: list[str] = Field(default_factory=lambda: ["language"])
+    constant_language: str | None = Field(
+        None, description="Monolingual input: use this language instead of reading a column."
+    )
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ThresholdConfig(_Strict):
+    quantiles: list[float] = Field(default_factory=lambda: [0.6, 0.7], min_length=1)
+    relative_error: float = Field(0.001, gt=0, lt=1, description="percentile_approx accuracy = 1/relative_error.")
+    min_docs: int = Field(1000, ge=1, description="Languages with fewer scored documents use the global threshold.")
+
+    @field_validator("quantiles")
+    @classmethod
+    def _in_open_unit_interval(cls, values: list[float]) -> list[float]:
+        bad = [q for q in values if not 0 < q < 1]
+        if bad:
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {bad}")
+        return sorted(set(values))
+
+
+class FilterConfig(_Strict):
+    quantile: float = Field(0.6, gt=0, lt=1, description="Which computed quantile's threshold to keep above.")
+    write_dropped: bool = Field(True, description="Also write dropped documents, with the reason.")
+
+
+class SparkConfig(_Strict):
+    master: str | None = Field(None, description="Spark master for local runs; None leaves it to spark-submit.")
+    app_name: str = "spark_jql"
+    arrow_batch_size: int = Field(2048, ge=1, description="Rows per Arrow batch handed to the scoring UDF.")
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return value
+
+
+class IOConfig(_Strict):
+    input: list[str] = Field(default_factory=list, description="Paths or globs (parquet, jsonl, jsonl.gz).")
+    input_format: Literal["auto", "parquet", "json"] = "auto"
+    output: str = Field("output", description="Root directory of all outputs.")
+    mode: Literal["overwrite", "error"] = "overwrite"
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class JobConfig(_Strict):
+    """A whole spark-jql run."""
+
+    io: IOConfig = Field(default_factory=IOConfig)
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+
+    @model_validator(mode="after")
+    def _filter_quantile_computed(self) -> "JobConfig":
+        if self.filter.quantile not in self.thresholds.quantiles:
+            raise ValueError(
+                f"filter.quantile {self.filter.quantile} is not among thresholds.quantiles {self.thresholds.quantiles}"
+            )
+        return self
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else ""))
+    return "\n".join(lines)
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``a.b=value`` -> ("a.b", value parsed as YAML, so numbers, lists and booleans work)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value")
+    key, raw = item.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, model: type[BaseModel] = JobConfig):
+    """Load a YAML file (optional), apply ``key=value`` overrides, validate."""
+    tree: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        tree, source = loaded, str(path)
+    for item in overrides or []:
+        _set_path(tree, *parse_override(item))
+    try:
+        return model.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None

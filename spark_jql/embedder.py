@@ -1,0 +1,137 @@
+"""Frozen encoder: text -> token ids -> L2-normalised CLS embedding (the JQL recipe).
+
+Loads any Hugging Face encoder with AutoTokenizer/AutoModel. arctic-embed-m-v2.0
+loads as transformers' native ``GteModel``; remote code runs only when
+``trust_remote_code`` is set. Reduced precision is obtained with
+``from_pretrained(dtype=...)`` so that buffers such as the rotary frequencies stay
+float32 (casting a loaded model with ``.to(bfloat16)`` corrupts positions).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import EmbedderConfig
+from .hub import is_local, model_load_error
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[dtype]
+
+
+@dataclass
+class Tokenized:
+    """Token ids of a batch of texts; documents without text have no ids (length 0)."""
+
+    ids: list[list[int]]
+    lengths: np.ndarray  # int64, 0 for missing text
+    truncated: np.ndarray  # bool
+
+
+class Embedder:
+    """Tokenizer + encoder, loaded once; embeds padded micro-batches."""
+
+    def __init__(self, config: EmbedderConfig, device: torch.device | str | None = None):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.config = config
+        self.device = resolve_device(str(device) if device is not None else config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        local = is_local(config.model)
+        common = dict(revision=config.revision, trust_remote_code=config.trust_remote_code, local_files_only=local)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(config.model, **common)
+            self.model = AutoModel.from_pretrained(
+                config.model, dtype=self.dtype, attn_implementation=config.attn_implementation, **common
+            )
+        except Exception as err:
+            raise model_load_error(config.model, err) from err
+        self.model.eval().requires_grad_(False).to(self.device)
+        self.dim = int(self.model.config.hidden_size)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.max_length = self._effective_max_length(config.max_length)
+
+    def _effective_max_length(self, wanted: int) -> int:
+        limits = [wanted]
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and tok_max < 1_000_000:
+            limits.append(tok_max)
+        if getattr(self.model.config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
+            limits.append(self.model.config.max_position_embeddings - self.model.config.pad_token_id - 1)
+        effective = min(limits)
+        if effective < wanted:
+            log.warning("max_length %d exceeds what %s supports; truncating at %d", wanted, self.config.model, effective)
+        return effective
+
+    # -- tokenisation (CPU) -------------------------------------------------
+    def tokenize(self, texts: list[str | None]) -> Tokenized:
+        """Tokenize once, truncating at max_length; ``None`` means no text (length 0)."""
+        present = [i for i, t in enumerate(texts) if t is not None]
+        ids: list[list[int]] = [[] for _ in texts]
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        truncated = np.zeros(len(texts), dtype=bool)
+        if present:
+            chunk = [texts[i] for i in present]
+            encoded = self._encode(chunk, self.max_length)
+            for i, row in zip(present, encoded):
+                ids[i] = row
+                lengths[i] = len(row)
+            # A document that filled max_length may have been cut: ask for one more token to know.
+            full = [i for i in present if lengths[i] >= self.max_length]
+            if full:
+                longer = self._encode([texts[i] for i in full], self.max_length + 1)
+                for i, row in zip(full, longer):
+                    truncated[i] = len(row) > self.max_length
+        return Tokenized(ids, lengths, truncated)
+
+    def _encode(self, texts: list[str], max_length: int) -> list[list[int]]:
+        kwargs = dict(truncation=True, max_length=max_length, padding=False, return_attention_mask=False)
+        try:
+            return self.tokenizer(texts, **kwargs)["input_ids"]
+        except (UnicodeEncodeError, TypeError, ValueError):
+            # Lone surrogates cannot reach the Rust tokenizer; replace them, as invalid UTF-8 would be on read.
+            clean = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]
+            return self.tokenizer(clean, **kwargs)["input_ids"]
+
+    # -- encoding (device) --------------------------------------------------
+    def pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad to the longest row; pinned CPU tensors ready for a non-blocking copy."""
+        longest = max(len(r) for r in ids)
+        input_ids = np.full((len(ids), longest), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), longest), dtype=np.int64)
+        for r, row in enumerate(ids):
+            input_ids[r, : len(row)] = row
+            mask[r, : len(row)] = 1
+        input_ids, mask = torch.from_numpy(input_ids), torch.from_numpy(mask)
+        if self.device.type == "cuda":
+            input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
+        return input_ids, mask
+
+    @torch.inference_mode()
+    def embed_padded(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """CLS token of the last hidden state, L2-normalised, as float32 on the device."""
+        no_padding = bool(mask.all())  # checked on the host: no device sync
+        input_ids = input_ids.to(self.device, non_blocking=True)
+        mask = None if no_padding else mask.to(self.device, non_blocking=True)  # None lets SDPA use flash
+        out = self.model(input_ids=input_ids, attention_mask=mask)
+        cls = out.last_hidden_state[:, 0].float()
+        return torch.nn.functional.normalize(cls, p=2, dim=-1)
+
+    def embed(self, ids: list[list[int]]) -> torch.Tensor:
+        return self.embed_padded(*self.pad(ids))

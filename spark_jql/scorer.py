@@ -1,0 +1,163 @@
+"""The JQL scorer: texts in, per-head scores + aggregate + token counts out.
+
+Knows nothing of Spark. One ``Scorer`` holds the embedder and the fused heads;
+``score`` handles one batch, ``score_batches`` a stream of batches with the next
+batch tokenised on a background thread while the device works on the current one.
+
+Documents without text (null, empty or whitespace only) get null scores, 0 tokens
+and ``truncated = False``; they are never dropped and never crash a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import schema
+from .batching import plan_micro_batches
+from .config import ScorerConfig
+from .embedder import Embedder, Tokenized
+from .heads import HeadSet, load_head_file
+from .hub import resolve_head_file
+
+log = logging.getLogger(__name__)
+
+CPU_TOKEN_BUDGET = 16384
+GPU_MAX_TOKEN_BUDGET = 262144
+
+_AGGREGATES = {
+    "mean": lambda s: s.mean(dim=1),
+    "median": lambda s: s.quantile(0.5, dim=1),
+    "min": lambda s: s.min(dim=1).values,
+    "max": lambda s: s.max(dim=1).values,
+}
+
+
+def clean_texts(texts: Sequence | pd.Series) -> list[str | None]:
+    """Normalise a batch: strings stay, null/empty/whitespace-only become ``None``."""
+    out: list[str | None] = []
+    for i, t in enumerate(texts.tolist() if isinstance(texts, pd.Series) else texts):
+        if t is None or (isinstance(t, float) and math.isnan(t)):
+            out.append(None)
+        elif isinstance(t, str):
+            out.append(t if t.strip() else None)
+        else:
+            raise TypeError(f"text at position {i} is a {type(t).__name__}, not a string: {t!r:.80}")
+    return out
+
+
+def estimate_token_budget(embedder: Embedder, max_docs: int) -> int:
+    """Padded tokens per micro-batch: fixed on CPU, from free device memory on GPU."""
+    if embedder.device.type != "cuda":
+        return max(CPU_TOKEN_BUDGET, embedder.max_length)
+    free, _ = torch.cuda.mem_get_info(embedder.device)
+    cfg = embedder.model.config
+    width = getattr(cfg, "intermediate_size", 4 * embedder.dim)
+    bytes_per_token = torch.finfo(embedder.dtype).bits // 8 * (8 * embedder.dim + 4 * width) * 2
+    budget = int(0.5 * free / bytes_per_token)
+    return int(min(max(budget, embedder.max_length), GPU_MAX_TOKEN_BUDGET))
+
+
+class Scorer:
+    """Embedder + heads, built once and reused for every batch."""
+
+    def __init__(self, config: ScorerConfig, device: str | torch.device | None = None):
+        self.config = config
+        heads = [load_head_file(resolve_head_file(h), h.name) for h in config.heads]
+        self.embedder = Embedder(config.embedder, device=device)
+        self.heads = HeadSet(heads)
+        self.heads.check_input_dim(self.embedder.dim, config.embedder.model)
+        self.heads.to(self.embedder.device)
+        self.head_names = self.heads.names
+        self.columns = schema.output_columns(self.head_names)
+        budget = config.token_budget
+        self.token_budget = budget if isinstance(budget, int) else estimate_token_budget(self.embedder, config.max_batch_docs)
+        self.stats = {"docs": 0, "tokens": 0, "padded_tokens": 0, "micro_batches": 0, "oom_splits": 0, "seconds": 0.0}
+        log.info(
+            "scorer ready: %s on %s (%s), heads %s, token budget %d",
+            config.embedder.model, self.embedder.device, self.embedder.dtype, self.head_names, self.token_budget,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedder.device
+
+    # -- public API ---------------------------------------------------------
+    def score(self, texts: Sequence | pd.Series) -> pd.DataFrame:
+        """Score one batch; rows come back in input order (index 0..n-1)."""
+        return self._score_tokenized(self.tokenize(texts))
+
+    def score_batches(self, batches: Iterable[Sequence | pd.Series]) -> Iterator[pd.DataFrame]:
+        """Score a stream, tokenising batch i+1 on a thread while batch i is on the device."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jql-tokenize") as pool:
+            pending = None
+            for batch in batches:
+                future = pool.submit(self.tokenize, batch)
+                if pending is not None:
+                    yield self._score_tokenized(pending.result())
+                pending = future
+            if pending is not None:
+                yield self._score_tokenized(pending.result())
+
+    def embed(self, texts: Sequence | pd.Series) -> np.ndarray:
+        """(n, d) float32 L2-normalised embeddings; rows without text are NaN."""
+        tokenized = self.tokenize(texts)
+        out = np.full((len(tokenized.ids), self.embedder.dim), np.nan, dtype=np.float32)
+        for idx, emb in self._embed_all(tokenized):
+            out[idx] = emb.cpu().numpy()
+        return out
+
+    def tokenize(self, texts: Sequence | pd.Series) -> Tokenized:
+        return self.embedder.tokenize(clean_texts(texts))
+
+    # -- internals ----------------------------------------------------------
+    def _score_tokenized(self, tokenized: Tokenized) -> pd.DataFrame:
+        start = time.perf_counter()
+        n = len(tokenized.ids)
+        scores = np.full((n, len(self.head_names)), np.nan, dtype=np.float32)
+        aggregate = np.full(n, np.nan, dtype=np.float32)
+        aggregate_fn = _AGGREGATES[self.config.aggregate]
+        for idx, emb in self._embed_all(tokenized):
+            head_scores = self.heads(emb)
+            scores[idx] = head_scores.cpu().numpy()
+            aggregate[idx] = aggregate_fn(head_scores).cpu().numpy()
+        frame = pd.DataFrame({schema.head_column(h): scores[:, j] for j, h in enumerate(self.head_names)})
+        frame[schema.AGGREGATE] = aggregate
+        frame[schema.TOKENS] = tokenized.lengths.astype(np.int32)
+        frame[schema.TRUNCATED] = tokenized.truncated
+        self.stats["docs"] += n
+        self.stats["seconds"] += time.perf_counter() - start
+        return frame
+
+    def _embed_all(self, tokenized: Tokenized) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """Yield (row indices, embeddings) per micro-batch, longest first."""
+        plan = plan_micro_batches(tokenized.lengths, self.token_budget, self.config.max_batch_docs)
+        for batch in plan:
+            yield from self._embed_with_retry(batch, tokenized)
+
+    def _embed_with_retry(self, batch: list[int], tokenized: Tokenized) -> Iterator[tuple[list[int], torch.Tensor]]:
+        try:
+            emb = self.embedder.embed([tokenized.ids[i] for i in batch])
+        except torch.cuda.OutOfMemoryError:
+            if not self.config.oom_retry or len(batch) == 1:
+                raise
+            torch.cuda.empty_cache()
+            longest = int(tokenized.lengths[batch[0]])
+            self.token_budget = max(self.embedder.max_length, min(self.token_budget, len(batch) * longest) // 2)
+            self.stats["oom_splits"] += 1
+            log.warning("CUDA OOM on %d docs x %d tokens: splitting; token budget now %d", len(batch), longest, self.token_budget)
+            half = len(batch) // 2
+            yield from self._embed_with_retry(batch[:half], tokenized)
+            yield from self._embed_with_retry(batch[half:], tokenized)
+            return
+        self.stats["micro_batches"] += 1
+        self.stats["tokens"] += int(tokenized.lengths[batch].sum())
+        self.stats["padded_tokens"] += len(batch) * int(tokenized.lengths[batch[0]])
+        yield batch, emb
