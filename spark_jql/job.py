@@ -1,0 +1,177 @@
+"""The spark-jql job: annotate -> thresholds -> filter, each stage reading the previous one's output.
+
+Scores are computed once, in ``annotate``; ``thresholds`` and ``filter`` read the
+scored parquet back. Every stage checks its row accounting (rows in = rows out,
+kept + dropped = scored) and records counts in ``summary.json``.
+
+Output layout under ``io.output``::
+
+    scored/            parquet: every input column + score_<head>, jql_score, jql_tokens, jql_truncated
+    stats/             parquet: the same without the text column
+    thresholds.json    per-language quantile thresholds
+    filtered/          parquet: kept documents (+ jql_threshold)
+    dropped/           parquet: dropped documents (+ jql_threshold, jql_drop_reason)
+    summary.json       counts, timings and per-language retention of the last run of each stage
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from . import schema
+from .config import JobConfig
+from .errors import InputError
+from .spark.api import annotate, apply_thresholds, compute_thresholds, quoted
+from .spark.io import join_path, read_input, read_text, write_text
+from .thresholds import Thresholds
+
+log = logging.getLogger(__name__)
+
+
+class AccountingError(RuntimeError):
+    """Row counts do not add up: a document would have been lost or duplicated."""
+
+
+class Job:
+    def __init__(self, spark: SparkSession, config: JobConfig):
+        self.spark = spark
+        self.config = config
+        out = config.io.output
+        self.paths = {
+            "scored": join_path(out, "scored"),
+            "stats": join_path(out, "stats"),
+            "thresholds": join_path(out, "thresholds.json"),
+            "filtered": join_path(out, "filtered"),
+            "dropped": join_path(out, "dropped"),
+            "summary": join_path(out, "summary.json"),
+        }
+        self.summary: dict = {}
+
+    # -- stages -------------------------------------------------------------
+    def annotate(self) -> dict:
+        cfg = self.config
+        start = time.perf_counter()
+        source = read_input(self.spark, cfg.io.input, cfg.io.input_format)
+        input_rows = source.count()
+        sc = self.spark.sparkContext
+        builds, docs = sc.accumulator(0), sc.accumulator(0)
+        scored = annotate(source, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=builds, docs=docs)
+        scored.write.mode(cfg.io.mode).parquet(self.paths["scored"])
+        written = self.spark.read.parquet(self.paths["scored"])
+        scored_rows = written.count()
+        if scored_rows != input_rows:
+            raise AccountingError(f"annotate read {input_rows} rows but wrote {scored_rows} to {self.paths['scored']}")
+        written.drop(cfg.columns.text).write.mode(cfg.io.mode).parquet(self.paths["stats"])
+        with_score = written.where(quoted(schema.AGGREGATE).isNotNull()).count()
+        seconds = time.perf_counter() - start
+        result = {
+            "input": cfg.io.input,
+            "input_rows": input_rows,
+            "scored_rows": scored_rows,
+            "rows_with_score": with_score,
+            "rows_without_text": scored_rows - with_score,
+            "scorer_builds": builds.value,
+            "seconds": round(seconds, 2),
+            "docs_per_second": round(scored_rows / seconds, 2) if seconds else None,
+        }
+        log.info("annotate: %s", result)
+        return self._record("annotate", result)
+
+    def thresholds(self) -> Thresholds:
+        cfg = self.config
+        scored = self.spark.read.parquet(self.paths["scored"])
+        result = compute_thresholds(scored, cfg.thresholds, cfg.columns)
+        write_text(self.spark, self.paths["thresholds"], result.to_json())
+        self._record(
+            "thresholds",
+            {
+                "languages": len(result.languages),
+                "fallback_languages": sum(e.fallback for e in result.languages),
+                "global_thresholds": result.global_thresholds,
+                "documents": result.global_documents,
+            },
+        )
+        return result
+
+    def filter(self, thresholds: Thresholds | None = None) -> dict:
+        cfg = self.config
+        if thresholds is None:
+            thresholds = Thresholds.from_json(read_text(self.spark, self.paths["thresholds"]), self.paths["thresholds"])
+        scored = self.spark.read.parquet(self.paths["scored"])
+        kept, dropped = apply_thresholds(scored, thresholds, cfg.filter.quantile, cfg.columns)
+        kept.write.mode(cfg.io.mode).parquet(self.paths["filtered"])
+        if cfg.filter.write_dropped:
+            dropped.write.mode(cfg.io.mode).parquet(self.paths["dropped"])
+        scored_rows = scored.count()
+        kept_rows = self.spark.read.parquet(self.paths["filtered"]).count()
+        dropped_source = self.spark.read.parquet(self.paths["dropped"]) if cfg.filter.write_dropped else dropped
+        by_reason = {r[schema.DROP_REASON]: r["count"] for r in dropped_source.groupBy(schema.DROP_REASON).count().collect()}
+        dropped_rows = sum(by_reason.values())
+        if kept_rows + dropped_rows != scored_rows:
+            raise AccountingError(f"filter: kept {kept_rows} + dropped {dropped_rows} != scored {scored_rows}")
+        result = {
+            "quantile": cfg.filter.quantile,
+            "scored_rows": scored_rows,
+            "kept_rows": kept_rows,
+            "dropped_rows": dropped_rows,
+            "dropped_by_reason": by_reason,
+            "rows_with_unknown_language": self._unknown_language_rows(scored, thresholds),
+            "per_language": self._retention(kept, scored, thresholds),
+        }
+        log.info("filter: kept %d of %d (%s)", kept_rows, scored_rows, by_reason)
+        return self._record("filter", result)
+
+    def run(self) -> dict:
+        self.annotate()
+        self.filter(self.thresholds())
+        return self.summary
+
+    # -- helpers ------------------------------------------------------------
+    def _unknown_language_rows(self, scored, thresholds: Thresholds) -> int:
+        from .spark.api import with_thresholds
+
+        marked = with_thresholds(scored, thresholds, self.config.filter.quantile, self.config.columns)
+        return marked.where(F.col("__jql_unknown_language")).count()
+
+    def _retention(self, kept, scored, thresholds: Thresholds) -> list[dict]:
+        """Documents and tokens kept per language."""
+        names = thresholds.language_columns
+        cols = self.config.columns
+        lang = [F.lit(cols.constant_language).alias("language")] if cols.constant_language else [quoted(n) for n in names]
+
+        def totals(df):
+            return {
+                tuple(r[n] for n in names): (r["docs"], r["tokens"] or 0)
+                for r in df.groupBy(*lang).agg(F.count(F.lit(1)).alias("docs"), F.sum(schema.TOKENS).alias("tokens")).collect()
+            }
+
+        all_, kept_ = totals(scored), totals(kept)
+        rows = []
+        for key in sorted(all_, key=lambda k: [str(v) for v in k]):
+            docs, tokens = all_[key]
+            kd, kt = kept_.get(key, (0, 0))
+            rows.append(
+                {
+                    **dict(zip(names, key)),
+                    "documents": docs,
+                    "kept_documents": kd,
+                    "tokens": int(tokens),
+                    "kept_tokens": int(kt),
+                    "token_retention": round(kt / tokens, 4) if tokens else None,
+                }
+            )
+        return rows
+
+    def _record(self, stage: str, result: dict) -> dict:
+        try:
+            self.summary = json.loads(read_text(self.spark, self.paths["summary"]))
+        except (InputError, ValueError):
+            self.summary = {}
+        self.summary[stage] = result
+        write_text(self.spark, self.paths["summary"], json.dumps(self.summary, indent=2, default=str))
+        return result

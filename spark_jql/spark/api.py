@@ -1,0 +1,184 @@
+"""DataFrame-in, DataFrame-out functions for notebooks and jobs (chain with ``df.transform``).
+
+    scored = df.transform(annotate, scorer_config)
+    thresholds = compute_thresholds(scored)
+    kept, dropped = apply_thresholds(scored, thresholds, quantile=0.6)
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+from .. import schema
+from ..config import ColumnsConfig, ScorerConfig, ThresholdConfig
+from ..errors import InputError
+from ..thresholds import LanguageThreshold, Thresholds, _qkey
+from .udf import make_score_udf
+
+_RESULT = "__jql_result"
+
+
+def quoted(name: str) -> Column:
+    """A column by its literal name (dots, hyphens and spaces included)."""
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def require_columns(df: DataFrame, names: list[str], role: str) -> None:
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise InputError(f"{role} column(s) {missing} not found; the input has columns {df.columns}")
+
+
+def annotate(
+    df: DataFrame,
+    scorer: ScorerConfig | None = None,
+    text_column: str = "text",
+    arrow_batch_size: int | None = None,
+    builds=None,
+    docs=None,
+) -> DataFrame:
+    """Add ``score_<head>``, ``jql_score``, ``jql_tokens``, ``jql_truncated``; keep every input column and row.
+
+    ``arrow_batch_size`` sets ``spark.sql.execution.arrow.maxRecordsPerBatch`` on
+    the session (rows per batch handed to the scorer). ``builds``/``docs`` are
+    optional accumulators (see :func:`spark_jql.spark.udf.make_score_udf`).
+    """
+    scorer = scorer or ScorerConfig()
+    require_columns(df, [text_column], "text")
+    dtype = df.schema[text_column].dataType
+    if not isinstance(dtype, StringType):
+        raise InputError(
+            f"text column {text_column!r} has type {dtype.simpleString()}, not string; "
+            f"cast it first, e.g. df.withColumn({text_column!r}, F.col({text_column!r}).cast('string'))"
+        )
+    added = schema.output_columns([h.name for h in scorer.heads])
+    clash = [c for c in added if c in df.columns]
+    if clash:
+        raise InputError(f"input already has output column(s) {clash}; drop or rename them before annotating")
+    if arrow_batch_size is not None:
+        df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
+    score = make_score_udf(scorer, builds=builds, docs=docs)
+    with_result = df.select("*", score(quoted(text_column)).alias(_RESULT))
+    return with_result.select(
+        *[quoted(c) for c in df.columns], *[F.col(_RESULT).getField(c).alias(c) for c in added]
+    )
+
+
+def language_key(df: DataFrame, columns: ColumnsConfig) -> list[tuple[str, Column]]:
+    """(name in the artifact, expression) per language key column."""
+    if columns.constant_language is not None:
+        return [("language", F.lit(columns.constant_language))]
+    require_columns(df, columns.language, "language")
+    return [(c, quoted(c)) for c in columns.language]
+
+
+def _key_cols(n: int) -> list[str]:
+    return [f"__jql_lang{i}" for i in range(n)]
+
+
+def compute_thresholds(
+    scored: DataFrame,
+    thresholds: ThresholdConfig | None = None,
+    columns: ColumnsConfig | None = None,
+    score_column: str = schema.AGGREGATE,
+) -> Thresholds:
+    """Per-language quantiles of ``score_column`` in one pass (``percentile_approx`` over a rollup).
+
+    Null scores (documents without text) are not counted. Languages with fewer than
+    ``min_docs`` scored documents use the global thresholds (``fallback = True``).
+    """
+    thresholds = thresholds or ThresholdConfig()
+    columns = columns or ColumnsConfig()
+    require_columns(scored, [score_column], "score")
+    key = language_key(scored, columns)
+    names, keys = [n for n, _ in key], _key_cols(len(key))
+    accuracy = max(1, int(round(1.0 / thresholds.relative_error)))
+    qs = thresholds.quantiles
+    frame = scored.select(*[expr.alias(k) for (_, expr), k in zip(key, keys)], quoted(score_column).alias("__s"))
+    rows = (
+        frame.where(F.col("__s").isNotNull() & ~F.isnan("__s"))
+        .rollup(*keys)
+        .agg(
+            F.percentile_approx("__s", qs, accuracy).alias("q"),
+            F.count(F.lit(1)).alias("n"),
+            F.grouping_id().alias("gid"),
+        )
+        .where(F.col("gid").isin(0, (1 << len(keys)) - 1))
+        .collect()
+    )
+    total = [r for r in rows if r["gid"] != 0 or not keys]
+    global_n = total[0]["n"] if total else 0
+    global_q = {_qkey(q): float(v) for q, v in zip(qs, total[0]["q"])} if total and total[0]["q"] else {}
+    if not global_q:
+        raise InputError(f"no scored documents: column {score_column!r} is null everywhere, no thresholds can be computed")
+    entries = []
+    for r in sorted((r for r in rows if r["gid"] == 0 and keys), key=lambda r: [str(r[k]) for k in keys]):
+        own = {_qkey(q): float(v) for q, v in zip(qs, r["q"])}
+        fallback = r["n"] < thresholds.min_docs
+        entries.append(
+            LanguageThreshold(
+                language={n: r[k] for n, k in zip(names, keys)},
+                documents=int(r["n"]),
+                thresholds=dict(global_q) if fallback else own,
+                fallback=fallback,
+                own_thresholds=own,
+            )
+        )
+    return Thresholds(
+        score_column=score_column,
+        language_columns=names,
+        quantiles=list(qs),
+        relative_error=thresholds.relative_error,
+        min_docs=thresholds.min_docs,
+        global_documents=int(global_n),
+        global_thresholds=global_q,
+        languages=entries,
+    )
+
+
+def with_thresholds(scored: DataFrame, thresholds: Thresholds, quantile: float, columns: ColumnsConfig | None = None) -> DataFrame:
+    """Add ``jql_threshold`` (the row's language threshold, global if unknown) and a private fallback flag."""
+    columns = columns or ColumnsConfig()
+    key = language_key(scored, columns)
+    names, keys = [n for n, _ in key], _key_cols(len(key))
+    if names != thresholds.language_columns:
+        raise InputError(f"thresholds were computed per {thresholds.language_columns}, but the language key is {names}")
+    qkey = _qkey(quantile)
+    global_t = thresholds.global_threshold(quantile)
+    with_key = scored.select("*", *[expr.alias(k) for (_, expr), k in zip(key, keys)])
+    key_types = [with_key.schema[k].dataType for k in keys]
+    table_schema = StructType(
+        [StructField(f"__t_{k}", t) for k, t in zip(keys, key_types)] + [StructField("__t_threshold", DoubleType())]
+    )
+    table_rows = [tuple(e.language[n] for n in names) + (e.thresholds[qkey],) for e in thresholds.languages]
+    table = scored.sparkSession.createDataFrame(table_rows, table_schema)
+    cond = [with_key[k].eqNullSafe(table[f"__t_{k}"]) for k in keys]
+    joined = with_key.join(F.broadcast(table), on=cond, how="left")
+    return joined.select(
+        *[quoted(c) for c in scored.columns],
+        F.coalesce(F.col("__t_threshold"), F.lit(global_t)).alias(schema.THRESHOLD),
+        F.col("__t_threshold").isNull().alias("__jql_unknown_language"),
+    )
+
+
+def apply_thresholds(
+    scored: DataFrame,
+    thresholds: Thresholds,
+    quantile: float = 0.6,
+    columns: ColumnsConfig | None = None,
+) -> tuple[DataFrame, DataFrame]:
+    """(kept, dropped): kept has score >= its language's threshold; dropped carries ``jql_drop_reason``.
+
+    Every scored row lands in exactly one of the two. Rows without a score are
+    dropped with reason ``no_score``; rows below the threshold with ``below_threshold``.
+    Both carry ``jql_threshold``.
+    """
+    marked = with_thresholds(scored, thresholds, quantile, columns).drop("__jql_unknown_language")
+    score = quoted(thresholds.score_column)
+    keep = score.isNotNull() & ~F.isnan(score) & (score >= F.col(schema.THRESHOLD))
+    kept = marked.where(keep)
+    reason = F.when(score.isNull() | F.isnan(score), F.lit("no_score")).otherwise(F.lit("below_threshold"))
+    dropped = marked.where(~keep).withColumn(schema.DROP_REASON, reason)
+    return kept, dropped

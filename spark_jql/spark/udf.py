@@ -1,0 +1,109 @@
+"""The scoring pandas UDF and its per-worker model cache.
+
+The expensive object (tokenizer + encoder + heads) is built by the first task a
+Python worker runs and kept in a module-level cache keyed by the scoring
+configuration and device, so later batches, partitions and tasks on that worker
+reuse it (Spark reuses Python workers by default: ``spark.python.worker.reuse``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import BooleanType, FloatType, IntegerType, StructField, StructType
+
+from .. import schema
+from ..config import ScorerConfig
+
+log = logging.getLogger(__name__)
+
+_CACHE: dict[tuple[str, str], object] = {}
+_LOCK = threading.Lock()
+
+
+def result_schema(head_names: list[str]) -> StructType:
+    fields = [StructField(schema.head_column(n), FloatType()) for n in head_names]
+    fields += [
+        StructField(schema.AGGREGATE, FloatType()),
+        StructField(schema.TOKENS, IntegerType()),
+        StructField(schema.TRUNCATED, BooleanType()),
+    ]
+    return StructType(fields)
+
+
+def task_device(setting: str) -> str:
+    """Device for this task: the GPU Spark assigned to it, else CUDA if present, else CPU.
+
+    An explicit ``cpu`` or ``cuda:N`` setting overrides everything.
+    """
+    if setting == "cpu" or setting.startswith("cuda:"):
+        return setting
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is not None:
+        gpus = ctx.resources().get("gpu")
+        if gpus is not None and gpus.addresses:
+            return f"cuda:{gpus.addresses[0]}"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if setting == "cuda":
+        raise RuntimeError("embedder.device is 'cuda' but this executor has no CUDA device")
+    return "cpu"
+
+
+def get_scorer(config_json: str, device: str, on_build=None):
+    """The worker's cached Scorer for this configuration and device (built on first use)."""
+    key = (config_json, device)
+    scorer = _CACHE.get(key)
+    if scorer is None:
+        with _LOCK:
+            scorer = _CACHE.get(key)
+            if scorer is None:
+                from ..scorer import Scorer
+
+                start = time.perf_counter()
+                scorer = Scorer(ScorerConfig.model_validate_json(config_json), device=device)
+                _CACHE[key] = scorer
+                log.warning("spark_jql: built scorer in pid %d on %s in %.1fs", os.getpid(), device, time.perf_counter() - start)
+                if on_build is not None:
+                    on_build()
+    return scorer
+
+
+def make_score_udf(config: ScorerConfig, builds=None, docs=None):
+    """A pandas UDF ``text -> struct<score_*, jql_score, jql_tokens, jql_truncated>``.
+
+    ``builds`` / ``docs`` are optional Spark accumulators counting scorer builds
+    and scored documents (for progress and for checking the one-build-per-worker rule).
+    """
+    config_json = config.model_dump_json()
+    device_setting = config.embedder.device
+    return_type = result_schema([h.name for h in config.heads])
+
+    def on_build():
+        if builds is not None:
+            builds.add(1)
+
+    @pandas_udf(return_type)
+    def score_udf(texts: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        scorer = get_scorer(config_json, task_device(device_setting), on_build)
+
+        def counted(batches):
+            for batch in batches:
+                if docs is not None:
+                    docs.add(len(batch))
+                yield batch
+
+        for frame in scorer.score_batches(counted(texts)):
+            yield frame
+
+    return score_udf

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny offline models (built once per run) and one SparkSession."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Executor Python workers must run this interpreter (the venv), not whatever python3 is on PATH.
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    """A file from ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} not present (the shared sample data lives beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gte_bundle(tmp_path_factory) -> dict:
+    """Scorer config section for a tiny random GTE encoder + three JQL-layout heads."""
+    from spark_jql.tiny_models import build_demo_bundle
+
+    return build_demo_bundle(tmp_path_factory.mktemp("gte_bundle"), "gte-tiny", seed=1)
+
+
+@pytest.fixture(scope="session")
+def xlmr_bundle(tmp_path_factory) -> dict:
+    from spark_jql.tiny_models import build_demo_bundle
+
+    return build_demo_bundle(tmp_path_factory.mktemp("xlmr_bundle"), "xlmr-tiny", seed=2)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the whole test run (JVM start-up costs ~15 s)."""
+    from spark_jql.spark.session import build_session
+
+    session = build_session(master="local[2]", app_name="spark_jql-tests", conf={"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()
