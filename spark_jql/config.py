@@ -195,7 +195,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else ""))
+        shown = e["type"] != "extra_forbidden" and not isinstance(e["input"], dict)
+        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if shown else ""))
     return "\n".join(lines)
 
 
