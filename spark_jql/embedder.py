@@ -20,6 +20,8 @@ from .hub import is_local, model_load_error
 
 log = logging.getLogger(__name__)
 
+CHARS_PER_TOKEN_CAP = 16  # no tokenizer we know averages more characters per token on real text
+
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -81,24 +83,37 @@ class Embedder:
 
     # -- tokenisation (CPU) -------------------------------------------------
     def tokenize(self, texts: list[str | None]) -> Tokenized:
-        """Tokenize once, truncating at max_length; ``None`` means no text (length 0)."""
+        """Tokenize once, truncating at max_length; ``None`` means no text (length 0).
+
+        Very long texts are first cut at a whitespace well past where max_length
+        tokens can end (``CHARS_PER_TOKEN_CAP`` characters per token), so a 5 MB
+        document costs what a 100 kB one does. Words before a whitespace cut
+        tokenize the same, so the result is unchanged; if the cut text turns out
+        to hold too few tokens it is tokenized whole.
+        """
         present = [i for i, t in enumerate(texts) if t is not None]
         ids: list[list[int]] = [[] for _ in texts]
         lengths = np.zeros(len(texts), dtype=np.int64)
         truncated = np.zeros(len(texts), dtype=bool)
-        if present:
-            chunk = [texts[i] for i in present]
-            encoded = self._encode(chunk, self.max_length)
-            for i, row in zip(present, encoded):
-                ids[i] = row
-                lengths[i] = len(row)
-            # A document that filled max_length may have been cut: ask for one more token to know.
-            full = [i for i in present if lengths[i] >= self.max_length]
-            if full:
-                longer = self._encode([texts[i] for i in full], self.max_length + 1)
-                for i, row in zip(full, longer):
-                    truncated[i] = len(row) > self.max_length
+        cap = self.max_length * CHARS_PER_TOKEN_CAP
+        source = {i: _cut_at_whitespace(texts[i], cap) for i in present}
+        self._fill(present, source, ids, lengths, truncated)
+        too_short = [i for i in present if source[i] is not texts[i] and not truncated[i]]
+        if too_short:  # the cut came before max_length tokens: use the whole text
+            self._fill(too_short, {i: texts[i] for i in too_short}, ids, lengths, truncated)
         return Tokenized(ids, lengths, truncated)
+
+    def _fill(self, rows: list[int], source: dict[int, str], ids, lengths, truncated) -> None:
+        if not rows:
+            return
+        for i, row in zip(rows, self._encode([source[i] for i in rows], self.max_length)):
+            ids[i] = row
+            lengths[i] = len(row)
+        # A document that filled max_length may have been cut: ask for one more token to know.
+        full = [i for i in rows if lengths[i] >= self.max_length]
+        if full:
+            for i, row in zip(full, self._encode([source[i] for i in full], self.max_length + 1)):
+                truncated[i] = len(row) > self.max_length
 
     def _encode(self, texts: list[str], max_length: int) -> list[list[int]]:
         kwargs = dict(truncation=True, max_length=max_length, padding=False, return_attention_mask=False)
@@ -135,3 +150,14 @@ class Embedder:
 
     def embed(self, ids: list[list[int]]) -> torch.Tensor:
         return self.embed_padded(*self.pad(ids))
+
+
+def _cut_at_whitespace(text: str, cap: int) -> str:
+    """``text`` itself if short, else its prefix up to a whitespace near ``cap`` (or the whole text)."""
+    if len(text) <= cap:
+        return text
+    window = text[cap - 4096 : cap] if cap > 4096 else text[:cap]
+    offset = max(window.rfind(" "), window.rfind("\n"), window.rfind("\t"))
+    if offset < 0:
+        return text  # no whitespace to cut at safely (e.g. unspaced CJK): tokenize it whole
+    return text[: cap - len(window) + offset]

@@ -26,8 +26,10 @@ from pyspark.sql import functions as F
 from . import schema
 from .config import JobConfig
 from .errors import InputError
+from .progress import ScoringProgress
 from .spark.api import annotate, apply_thresholds, compute_thresholds, quoted
-from .spark.io import join_path, read_input, read_text, write_text
+from .spark.io import detect_format, find_bad_files, input_files, join_path, read_files, read_text, write_text
+from .units import UnitPlan
 from .thresholds import Thresholds
 
 log = logging.getLogger(__name__)
@@ -54,33 +56,97 @@ class Job:
 
     # -- stages -------------------------------------------------------------
     def annotate(self) -> dict:
+        """Score every input row, unit by unit; a rerun over the same inputs skips finished units."""
         cfg = self.config
         start = time.perf_counter()
-        source = read_input(self.spark, cfg.io.input, cfg.io.input_format)
-        input_rows = source.count()
+        files = input_files(self.spark, cfg.io.input)
+        fmt = detect_format(files) if cfg.io.input_format == "auto" else cfg.io.input_format
+        plan = UnitPlan(self.spark, self.paths["scored"], files, cfg.io.files_per_unit)
+        plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
+        schema_ = None
         sc = self.spark.sparkContext
         builds, docs = sc.accumulator(0), sc.accumulator(0)
-        scored = annotate(source, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=builds, docs=docs)
-        scored.write.mode(cfg.io.mode).parquet(self.paths["scored"])
+        for unit in plan.pending():
+            if schema_ is None:
+                schema_ = self._input_schema(files, fmt)  # one schema for every unit
+            self._annotate_unit(plan, unit, fmt, schema_, builds, docs)
+        markers = plan.markers()
+        input_rows = sum(m["input_rows"] for m in markers)
         written = self.spark.read.parquet(self.paths["scored"])
         scored_rows = written.count()
         if scored_rows != input_rows:
-            raise AccountingError(f"annotate read {input_rows} rows but wrote {scored_rows} to {self.paths['scored']}")
-        written.drop(cfg.columns.text).write.mode(cfg.io.mode).parquet(self.paths["stats"])
+            raise AccountingError(f"annotate read {input_rows} rows but {self.paths['scored']} holds {scored_rows}")
+        written.drop(cfg.columns.text).write.mode("overwrite").parquet(self.paths["stats"])
         with_score = written.where(quoted(schema.AGGREGATE).isNotNull()).count()
         seconds = time.perf_counter() - start
         result = {
             "input": cfg.io.input,
+            "input_files": len(files),
+            "units": len(markers),
+            "units_resumed": plan.resumed,
+            "skipped_files": [f for m in markers for f in m["skipped_files"]],
             "input_rows": input_rows,
             "scored_rows": scored_rows,
             "rows_with_score": with_score,
             "rows_without_text": scored_rows - with_score,
             "scorer_builds": builds.value,
             "seconds": round(seconds, 2),
-            "docs_per_second": round(scored_rows / seconds, 2) if seconds else None,
+            "docs_per_second": round(docs.value / seconds, 2) if seconds else None,
         }
         log.info("annotate: %s", result)
         return self._record("annotate", result)
+
+    def _input_schema(self, files: list[str], fmt: str):
+        """Schema of all inputs; with ``on_bad_file=skip`` unreadable files are left out of it."""
+        try:
+            return read_files(self.spark, files, fmt).schema
+        except Exception:
+            bad = find_bad_files(self.spark, files, fmt, None, self.config.columns.text)
+            if not bad:
+                raise
+            if self.config.io.on_bad_file == "fail":
+                path, reason = bad[0]
+                raise InputError(f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)") from None
+            good = [f for f in files if f not in {p for p, _ in bad}]
+            if not good:
+                raise InputError(f"no readable input file among {len(files)}: {bad[:3]}") from None
+            return read_files(self.spark, good, fmt).schema
+
+    def _annotate_unit(self, plan: "UnitPlan", unit: int, fmt: str, schema_, builds, docs) -> None:
+        cfg = self.config
+        files, skipped = plan.files(unit), []
+        try:
+            rows = self._score_files(plan.path(unit), files, fmt, schema_, builds, docs)
+        except Exception as err:
+            bad = find_bad_files(self.spark, files, fmt, schema_, cfg.columns.text)
+            if not bad:
+                raise
+            if cfg.io.on_bad_file == "fail":
+                path, reason = bad[0]
+                raise InputError(
+                    f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)"
+                ) from err
+            skipped = [{"file": p, "error": r} for p, r in bad]
+            good = [f for f in files if f not in {p for p, _ in bad}]
+            log.warning("skipping %d unreadable file(s): %s", len(bad), [p for p, _ in bad])
+            rows = self._score_files(plan.path(unit), good, fmt, schema_, builds, docs) if good else 0
+            if not good:
+                self.spark.createDataFrame([], schema_).transform(
+                    annotate, cfg.scorer, cfg.columns.text
+                ).write.mode("overwrite").parquet(plan.path(unit))
+        plan.commit(unit, {"input_rows": rows, "skipped_files": skipped})
+
+    def _score_files(self, path: str, files: list[str], fmt: str, schema_, builds, docs) -> int:
+        cfg = self.config
+        source = read_files(self.spark, files, fmt, schema_)
+        rows = source.count()
+        scored = annotate(source, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=builds, docs=docs)
+        with ScoringProgress(self.spark.sparkContext, total=rows, docs=docs, label=f"annotate {path.rsplit('/', 1)[-1]}"):
+            scored.write.mode("overwrite").parquet(path)  # Spark's committer: all of it or nothing
+        written = self.spark.read.parquet(path).count()
+        if written != rows:
+            raise AccountingError(f"{path}: read {rows} rows but wrote {written}")
+        return rows
 
     def thresholds(self) -> Thresholds:
         cfg = self.config

@@ -55,8 +55,8 @@ def detect_format(paths: list[str]) -> str:
     return kinds.pop()
 
 
-def read_input(spark: SparkSession, patterns: list[str], input_format: str = "auto") -> DataFrame:
-    """One DataFrame over all inputs; each pattern must match something."""
+def input_files(spark: SparkSession, patterns: list[str]) -> list[str]:
+    """Every file the patterns match, sorted and de-duplicated; each pattern must match something."""
     if not patterns:
         raise InputError("no input given: set io.input (a path or glob, parquet or JSON lines)")
     paths: list[str] = []
@@ -65,12 +65,75 @@ def read_input(spark: SparkSession, patterns: list[str], input_format: str = "au
         if not matched:
             raise InputError(f"input {pattern!r} matches no file")
         paths += matched
-    fmt = detect_format(paths) if input_format == "auto" else input_format
-    reader = spark.read.option("mode", "FAILFAST")
+    return sorted(dict.fromkeys(paths))
+
+
+CORRUPT = "_jql_corrupt_record"
+
+
+def read_files(spark: SparkSession, paths: list[str], fmt: str, schema=None) -> DataFrame:
+    """Read parquet or JSON lines without losing a record.
+
+    JSON lines with invalid UTF-8 (which Spark's JSON parser rejects) are decoded
+    with U+FFFD replacement characters and parsed again; a line that still is not
+    JSON is an error naming its file, never a silent null row.
+    """
     try:
-        return reader.parquet(*paths) if fmt == "parquet" else reader.json(paths)
+        if fmt == "parquet":
+            reader = spark.read.schema(schema) if schema is not None else spark.read
+            return reader.parquet(*paths)
+        return _read_json(spark, paths, schema)
+    except InputError:
+        raise
     except Exception as err:
         raise InputError(f"cannot read {fmt} input {paths[:3]}{'...' if len(paths) > 3 else ''}: {_first_line(err)}") from err
+
+
+def _read_json(spark: SparkSession, paths: list[str], schema) -> DataFrame:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+    if schema is None:
+        schema = reader.json(paths).schema
+    data_schema = StructType([f for f in schema.fields if f.name != CORRUPT])
+    if not data_schema.fields:
+        raise InputError(f"JSON input {paths[:3]} holds no JSON objects")
+    df = reader.schema(StructType(data_schema.fields + [StructField(CORRUPT, StringType())])).json(paths)
+    broken = F.col(CORRUPT).isNotNull()
+    # Re-encoding through a Java string replaces invalid UTF-8 with U+FFFD; then parse again.
+    repaired = F.from_json(F.decode(F.encode(F.col(CORRUPT), "UTF-8"), "UTF-8"), data_schema)
+    fixed = df.select(
+        *[F.when(broken, repaired.getField(f.name)).otherwise(F.col(f"`{f.name}`")).alias(f.name) for f in data_schema.fields],
+        (broken & repaired.isNull()).alias("__jql_malformed"),
+        F.input_file_name().alias("__jql_file"),
+    )
+    # (Also naming a data column: Spark refuses queries that read only the corrupt-record column.)
+    first = F.col(f"`{data_schema.fields[0].name}`")
+    bad = fixed.where(F.col("__jql_malformed") & first.isNull()).select("__jql_file").distinct().limit(5).collect()
+    if bad:
+        raise InputError(f"malformed JSON records (not parseable even after UTF-8 repair) in {[r[0] for r in bad]}")
+    return fixed.drop("__jql_malformed", "__jql_file")
+
+
+def read_input(spark: SparkSession, patterns: list[str], input_format: str = "auto") -> DataFrame:
+    """One DataFrame over all inputs (paths or globs)."""
+    paths = input_files(spark, patterns)
+    return read_files(spark, paths, detect_format(paths) if input_format == "auto" else input_format)
+
+
+def find_bad_files(spark: SparkSession, paths: list[str], fmt: str, schema, text_column: str) -> list[tuple[str, str]]:
+    """(file, error) for each file that cannot be read through to its text column."""
+    from pyspark.sql import functions as F
+
+    bad = []
+    for path in paths:
+        try:
+            df = read_files(spark, [path], fmt, schema)
+            df.agg(F.count(F.col("`" + text_column.replace("`", "``") + "`"))).collect()
+        except Exception as err:  # corrupt footer, truncated gzip, malformed JSON, permissions
+            bad.append((path, _first_line(err)[:500]))
+    return bad
 
 
 def _first_line(err: Exception) -> str:
@@ -114,3 +177,25 @@ def read_text(spark: SparkSession, path: str) -> str:
 
 def join_path(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
+
+
+def exists(spark: SparkSession, path: str) -> bool:
+    if _is_local(path):
+        return Path(path[len("file://"):] if path.startswith("file://") else path).exists()
+    fs, hpath = _hadoop_fs(spark, path)
+    return bool(fs.exists(hpath))
+
+
+def delete(spark: SparkSession, path: str) -> None:
+    """Remove a file or directory tree (no error if absent)."""
+    if _is_local(path):
+        import shutil
+
+        target = Path(path[len("file://"):] if path.startswith("file://") else path)
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        return
+    fs, hpath = _hadoop_fs(spark, path)
+    fs.delete(hpath, True)

@@ -20,6 +20,7 @@ from pyspark.sql.types import BooleanType, FloatType, IntegerType, StructField, 
 
 from .. import schema
 from ..config import ScorerConfig
+from ..progress import BatchTimer, configure_worker_logging
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,23 @@ def get_scorer(config_json: str, device: str, on_build=None):
     return scorer
 
 
+def _failure_injection() -> bool:
+    """Test hook: ``SPARK_JQL_TEST_FAIL_ONCE=<path>`` fails the first attempt of partition 0, once.
+
+    Lets tests prove that Spark task retries neither lose nor duplicate rows.
+    """
+    marker = os.environ.get("SPARK_JQL_TEST_FAIL_ONCE")
+    if not marker or os.path.exists(marker):
+        return False
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is None or ctx.partitionId() != 0 or ctx.attemptNumber() != 0:
+        return False
+    open(marker, "w").close()
+    return True
+
+
 def make_score_udf(config: ScorerConfig, builds=None, docs=None):
     """A pandas UDF ``text -> struct<score_*, jql_score, jql_tokens, jql_truncated>``.
 
@@ -88,6 +106,7 @@ def make_score_udf(config: ScorerConfig, builds=None, docs=None):
     config_json = config.model_dump_json()
     device_setting = config.embedder.device
     return_type = result_schema([h.name for h in config.heads])
+    log_level = logging.getLogger("spark_jql").getEffectiveLevel()  # workers log at the driver's verbosity
 
     def on_build():
         if builds is not None:
@@ -95,6 +114,7 @@ def make_score_udf(config: ScorerConfig, builds=None, docs=None):
 
     @pandas_udf(return_type)
     def score_udf(texts: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        configure_worker_logging(log_level)
         scorer = get_scorer(config_json, task_device(device_setting), on_build)
 
         def counted(batches):
@@ -103,7 +123,10 @@ def make_score_udf(config: ScorerConfig, builds=None, docs=None):
                     docs.add(len(batch))
                 yield batch
 
-        for frame in scorer.score_batches(counted(texts)):
+        fail_once = _failure_injection()
+        for frame in BatchTimer().timed(scorer.score_batches(counted(texts))):
             yield frame
+            if fail_once:
+                raise RuntimeError("spark_jql test hook: failing this task attempt after one batch")
 
     return score_udf
