@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .config import EmbedderConfig
-from .hub import is_local, model_load_error
+from .hub import is_local, model_load_error, require_local
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class Embedder:
         self.config = config
         self.device = resolve_device(str(device) if device is not None else config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
+        require_local(config.model, "embedder")
         local = is_local(config.model)
         common = dict(revision=config.revision, trust_remote_code=config.trust_remote_code, local_files_only=local)
         try:

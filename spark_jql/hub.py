@@ -18,6 +18,16 @@ def is_local(path: str) -> bool:
     return Path(path).expanduser().exists()
 
 
+def looks_like_path(name: str) -> bool:
+    """Hub ids are ``org/name``; anything rooted, relative or deeper is meant as a path."""
+    return name.startswith(("/", "./", "../", "~", "file:")) or name.count("/") > 1 or "\\" in name
+
+
+def require_local(name: str, what: str) -> None:
+    if looks_like_path(name) and not is_local(name):
+        raise ModelNotAvailableError(f"{what} {name!r} looks like a local path but does not exist")
+
+
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 

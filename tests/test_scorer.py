@@ -344,3 +344,27 @@ def test_uncached_hub_embedder_through_scorer(empty_hf_cache, gte_bundle):
     config = ScorerConfig.model_validate({**gte_bundle, "embedder": {"model": "nonexistent-org/nonexistent-model"}})
     with pytest.raises(ModelNotAvailableError, match="nonexistent-org/nonexistent-model"):
         Scorer(config, device="cpu")
+
+
+def test_missing_local_model_dir_is_named_not_fetched(tmp_path):
+    missing = str(tmp_path / "models" / "arctic")
+    with pytest.raises(ModelNotAvailableError, match="looks like a local path but does not exist"):
+        Embedder(EmbedderConfig(model=missing))
+
+
+def test_very_long_text_cut_before_tokenizing_gives_same_tokens(gte_bundle):
+    """A multi-megabyte document is cut at whitespace before tokenizing; ids and flags are unchanged."""
+    bundle = {**gte_bundle, "embedder": {**gte_bundle["embedder"], "max_length": 64}}
+    embedder = Scorer(ScorerConfig.model_validate(bundle)).embedder
+    sentences = [s for group in SENTENCES.values() for s in group]
+    texts = [
+        " ".join(sentences) * 40,  # long, spaced: cut applies
+        "x" * 3000 + " tail",  # one huge token run: the cut would be too early, whole text is used
+        "光合作用把光、水和二氧化碳转化为糖和氧气。" * 200,  # no whitespace: tokenized whole
+        "short text",
+    ]
+    got = embedder.tokenize(texts)
+    tok = embedder.tokenizer
+    for i, text in enumerate(texts):
+        assert got.ids[i] == tok([text], truncation=True, max_length=64)["input_ids"][0]
+        assert got.truncated[i] == (len(tok([text])["input_ids"][0]) > 64)
