@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--docs", type=int, default=2000, help="number of generated documents")
     bench = sub.add_parser("bench", help="throughput benchmark (see docs/benchmarks.md)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    from .method_cli import add_subcommands as add_method_subcommands  # embed, train, evaluate, rank-judges, judge
+
+    add_method_subcommands(sub)
+    from .user_cli import add_subcommands as add_user_subcommands  # report, langid
+
+    add_user_subcommands(sub)
     return p
 
 
@@ -66,6 +72,14 @@ def _run_stage(command: str, config: JobConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
+    from .method_cli import COMMANDS as METHOD_COMMANDS, run as run_method_command
+
+    if args.command in METHOD_COMMANDS:
+        return run_method_command(args)
+    from .user_cli import COMMANDS as USER_COMMANDS, run as run_user_command
+
+    if args.command in USER_COMMANDS:
+        return run_user_command(args)
     if args.command == "bench":
         from .bench import main as bench_main
 

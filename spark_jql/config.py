@@ -164,6 +164,13 @@ class IOConfig(_Strict):
     input_format: Literal["auto", "parquet", "json"] = "auto"
     output: str = Field("output", description="Root directory of all outputs.")
     mode: Literal["overwrite", "error"] = "overwrite"
+    files_per_unit: int = Field(
+        64, ge=1, description="Input files per unit of work; each unit is committed on its own, so a rerun resumes."
+    )
+    resume: bool = Field(True, description="Skip units a previous run over the same inputs finished.")
+    on_bad_file: Literal["fail", "skip"] = Field(
+        "fail", description="An unreadable or corrupt input file: stop naming it, or skip it and list it in the summary."
+    )
 
     @field_validator("input", mode="before")
     @classmethod
@@ -237,3 +244,96 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return model.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
+
+
+# --- JQL steps 2 and 3: LLM judges and head training ---------------------------------------------
+
+
+class TrainConfig(_Strict):
+    """How regression heads are trained on frozen embeddings (``spark-jql train``)."""
+
+    hidden_dim: int = Field(1000, ge=1, description="Hidden units of Linear(d, h) -> ReLU -> Linear(h, 1) (JQL: 1000).")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    epochs: int = Field(20, ge=1, description="Upper bound on passes over the training split.")
+    batch_size: int = Field(256, ge=1, description="Documents per optimiser step.")
+    balanced: bool = Field(
+        False, description="Draw each epoch so every label value (rounded) is equally likely, with replacement."
+    )
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of documents held out for validation (0: none).")
+    early_stopping_patience: int | None = Field(
+        3, ge=1, description="Stop after this many epochs without a better validation Spearman; None: never."
+    )
+    seed: int = Field(0, description="Seeds the split, the initial weights and the batch order.")
+    device: str = Field("cpu", description="'cpu', 'cuda' or 'cuda:N' (training is small; cpu is the default).")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value in ("cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+
+
+class JudgeEndpoint(_Strict):
+    """One LLM judge behind an OpenAI-compatible chat-completions endpoint (e.g. a vLLM server)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]+$", description="Used in the output column names.")
+    base_url: str = Field(description="Server root up to /v1, e.g. http://host:8000/v1.")
+    model: str = Field(description="Model name the server expects.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key (never the key itself).")
+
+
+class JudgeConfig(_Strict):
+    """LLM annotation (``spark-jql judge``): endpoints, prompt, and how hard to push the servers."""
+
+    judges: list[JudgeEndpoint] = Field(min_length=1)
+    prompt_file: str | None = Field(None, description="Prompt template with a {text} placeholder; None: the built-in edu rubric.")
+    max_chars: int = Field(20000, ge=1, description="Documents are cut to this many characters before prompting.")
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(512, ge=1, description="Answer length limit sent to the server.")
+    concurrency: int = Field(8, ge=1, description="Requests in flight per Spark Python worker (task slot).")
+    max_retries: int = Field(4, ge=0, description="Retries after a failed request (timeouts, 429, 5xx).")
+    backoff_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles each retry, with jitter.")
+    timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout.")
+
+    @field_validator("judges")
+    @classmethod
+    def _unique_judges(cls, judges: list[JudgeEndpoint]) -> list[JudgeEndpoint]:
+        names = [j.name for j in judges]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"judge names must be unique, repeated: {dupes}")
+        return judges
+
+
+class LangIdConfig(_Strict):
+    """Language identification (``spark-jql langid``): adds a language column to corpora without one.
+
+    Uses lingua (``lingua-language-detector``), whose models ship inside its wheel: nothing is
+    downloaded at run time. Codes are ISO 639-3; ``code_style: fineweb2`` maps macrolanguages to
+    the individual codes FineWeb2 uses (zho -> cmn, ara -> arb, fas -> pes, msa -> zsm, ...).
+    """
+
+    languages: list[str] | None = Field(
+        None, description="ISO 639-3 codes to choose among (faster, fewer confusions); None: all 75 lingua languages."
+    )
+    low_accuracy: bool = Field(True, description="Lingua's low-accuracy mode: trigrams only, ~10x less memory; fine for documents.")
+    max_chars: int = Field(500, ge=1, description="Characters of each document looked at (the start of the text); 500: 99% agreement, ~220 docs/s per core.")
+    min_confidence: float = Field(0.0, ge=0, le=1, description="Below this confidence the language is null.")
+    code_style: Literal["fineweb2", "iso639_3"] = Field("fineweb2", description="Language codes as FineWeb2 writes them, or lingua's ISO 639-3.")
+    language_column: str = "language"
+    script_column: str | None = Field("language_script", description="ISO 15924 script of the text; None: not written.")
+    score_column: str | None = Field("language_score", description="Detector confidence in [0, 1]; None: not written.")
+    if_exists: Literal["error", "replace", "fill"] = Field(
+        "error", description="When the language column exists: fail, replace it, or fill only its null values."
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _known_codes(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        if not values:
+            raise ValueError("languages must name at least one code (or be null for all)")
+        return [v.strip().lower() for v in values]

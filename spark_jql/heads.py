@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from .errors import CheckpointError
 
 HEAD_KEYS = ("layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias")
+LIGHTNING_VERSION = "2.4.0"  # written into checkpoints we save; no Lightning migration applies to it
 _PLAIN = (str, int, float, bool, type(None), torch.Size, torch.dtype)
 
 
@@ -135,7 +136,9 @@ def save_lightning_checkpoint(head: HeadWeights, path: str | Path, hyper_paramet
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     hp = {"input_dim": head.input_dim, "hidden_dim": head.hidden_dim, **(hyper_parameters or {})}
-    torch.save({"state_dict": head.state_dict(), "hyper_parameters": hp}, path)
+    # Lightning's load_from_checkpoint (the JQL reference loader) requires the version key.
+    payload = {"state_dict": head.state_dict(), "hyper_parameters": hp, "pytorch-lightning_version": LIGHTNING_VERSION}
+    torch.save(payload, path)
     return path
 
 

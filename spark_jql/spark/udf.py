@@ -24,6 +24,7 @@ from ..progress import BatchTimer, configure_worker_logging
 
 log = logging.getLogger(__name__)
 
+CACHE_CAPACITY = 3  # scorers kept per Python worker (as pyspark.ml's ModelCache)
 _CACHE: dict[tuple[str, str], object] = {}
 _LOCK = threading.Lock()
 
@@ -73,6 +74,8 @@ def get_scorer(config_json: str, device: str, on_build=None):
 
                 start = time.perf_counter()
                 scorer = Scorer(ScorerConfig.model_validate_json(config_json), device=device)
+                while len(_CACHE) >= CACHE_CAPACITY:  # oldest first: dicts keep insertion order
+                    _CACHE.pop(next(iter(_CACHE)))
                 _CACHE[key] = scorer
                 log.warning("spark_jql: built scorer in pid %d on %s in %.1fs", os.getpid(), device, time.perf_counter() - start)
                 if on_build is not None:

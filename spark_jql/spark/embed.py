@@ -1,0 +1,110 @@
+"""The embed stage: labelled documents in, ``id, language, <labels>, embedding`` out.
+
+Head training must see exactly the vectors scoring sees, so the embeddings come
+from the same per-worker scorer cache (``udf.get_scorer``, keyed by the same
+``ScorerConfig``) and the same ``Scorer.embed`` (tokenise, truncate, length-sorted
+micro-batches, CLS, L2) that ``annotate`` uses. Documents without text get a
+null embedding and are kept, so row counts still add up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import ArrayType, FloatType, StringType
+
+from ..config import ScorerConfig
+from ..errors import InputError
+from .api import quoted, require_columns
+from .udf import get_scorer, task_device
+
+EMBEDDING = "embedding"
+
+
+def make_embed_udf(config: ScorerConfig, docs=None):
+    """A pandas UDF ``text -> array<float>`` (null where the text is empty)."""
+    config_json = config.model_dump_json()
+    device_setting = config.embedder.device
+
+    @pandas_udf(ArrayType(FloatType()))
+    def embed_udf(texts: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        scorer = None  # built on the first batch: an empty partition loads no model
+        for batch in texts:
+            if scorer is None:
+                scorer = get_scorer(config_json, task_device(device_setting))
+            if docs is not None:
+                docs.add(len(batch))
+            matrix = scorer.embed(batch)
+            rows = [None if row[0] != row[0] else row for row in matrix]  # NaN row = no text
+            yield pd.Series(rows, index=batch.index, dtype=object)
+
+    return embed_udf
+
+
+def _path(df: DataFrame, path: str) -> Column:
+    """A top-level column by literal name, else a nested field by dotted path (``scores.score``)."""
+    if path in df.columns:
+        return quoted(path)
+    head = path.split(".", 1)[0]
+    require_columns(df, [head], "input")
+    return F.col(".".join("`" + p.replace("`", "``") + "`" for p in path.split(".")))
+
+
+def parse_label_spec(spec: str) -> tuple[str, str]:
+    """``name=path`` or ``path`` (name = last path part): ``judge=scores.score`` -> ('judge', 'scores.score')."""
+    if "=" in spec:
+        name, path = (s.strip() for s in spec.split("=", 1))
+    else:
+        path = spec.strip()
+        name = path.rsplit(".", 1)[-1]
+    if not name or not path:
+        raise InputError(f"label {spec!r} must look like path or name=path")
+    return name, path
+
+
+def embed(
+    df: DataFrame,
+    scorer: ScorerConfig,
+    text_column: str = "text",
+    id_column: str | None = "id",
+    language: str | list[str] | None = None,
+    constant_language: str | None = None,
+    labels: list[str] | dict[str, str] | None = None,
+    arrow_batch_size: int | None = None,
+    docs=None,
+) -> DataFrame:
+    """``id`` (string), ``language`` (string), one column per label, ``embedding`` (array<float>).
+
+    ``language``: column(s) or dotted path(s), several joined with ``_`` (``deu_Latn``);
+    ``labels``: ``["scores.score", "llama=judge_llama"]`` or ``{name: path}``; label
+    values are copied as they are (numbers, or lists of human ratings).
+    ``id_column=None`` numbers the rows with ``monotonically_increasing_id`` (unique, not stable across runs).
+    """
+    require_columns(df, [text_column], "text")
+    if not isinstance(df.schema[text_column].dataType, StringType):
+        raise InputError(f"text column {text_column!r} has type {df.schema[text_column].dataType.simpleString()}, not string")
+    specs = dict(parse_label_spec(s) for s in labels) if isinstance(labels, list) else dict(labels or {})
+    reserved = {"id", "language", EMBEDDING} & set(specs)
+    if reserved:
+        raise InputError(f"label name(s) {sorted(reserved)} clash with output columns; rename them with name=path")
+    ident = F.monotonically_increasing_id() if id_column is None else _path(df, id_column)
+    if constant_language is not None:
+        lang = F.lit(constant_language)
+    elif language:
+        parts = [language] if isinstance(language, str) else list(language)
+        lang = F.concat_ws("_", *[_path(df, p).cast("string") for p in parts])
+    else:
+        lang = F.lit(None).cast("string")
+    if arrow_batch_size is not None:
+        df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
+    udf = make_embed_udf(scorer, docs=docs)
+    return df.select(
+        ident.cast("string").alias("id"),
+        lang.alias("language"),
+        *[_path(df, path).alias(name) for name, path in specs.items()],
+        udf(quoted(text_column)).alias(EMBEDDING),
+    )

@@ -1,0 +1,129 @@
+"""Cluster recipes and notebooks, checked as far as a machine without a cluster allows."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spark_jql.config import JobConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+NOTEBOOKS = ROOT / "docs" / "notebooks"
+GPU_KEYS = {"spark.executor.resource.gpu.amount", "spark.task.resource.gpu.amount"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONF.glob("*.yaml")))
+def test_every_yaml_recipe_validates(name):
+    cfg = load_config(CONF / name)
+    assert isinstance(cfg, JobConfig)
+
+
+def test_emr_recipe_schedules_gpus_with_the_discovery_script():
+    cfg = load_config(CONF / "emr.yaml")
+    conf = cfg.spark.conf
+    assert GPU_KEYS <= set(conf) and conf["spark.python.worker.reuse"] == "true"
+    assert conf["spark.executor.resource.gpu.discoveryScript"] == "/opt/spark-jql/getGpusResources.sh"
+    assert "/opt/spark-jql/getGpusResources.sh" in (CONF / "emr-bootstrap.sh").read_text()
+    assert cfg.scorer.embedder.dtype == "bfloat16" and all(h.path for h in cfg.scorer.heads)  # no Hub access needed
+
+
+def _conf_pairs(args: list[str]) -> dict[str, str]:
+    return dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+
+
+def _dry_run(config: str, stage: str = "run", **env) -> list[str]:
+    environ = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, **env}
+    out = subprocess.run(["bash", str(ROOT / "submit.sh"), config, stage, "--set", "filter.quantile=0.7"],
+                         cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return shlex.split(out.stdout)
+
+
+def test_emr_step_matches_the_config_and_submit_dry_run():
+    step = json.loads((CONF / "emr-step.json").read_text())[0]
+    assert step["Jar"] == "command-runner.jar" and step["Args"][0] == "spark-submit"
+    expected = load_config(CONF / "emr.yaml").spark.conf
+    assert _conf_pairs(step["Args"]) == expected
+    cmd = _dry_run("conf/emr.yaml", MASTER="yarn", DEPLOY_MODE="cluster")
+    assert cmd[:5] == ["spark-submit", "--master", "yarn", "--deploy-mode", "cluster"]
+    assert _conf_pairs(cmd) == expected
+    assert cmd[-5:] == ["--config", "emr.yaml", "--set", "filter.quantile=0.7", "run"]
+    assert cmd[cmd.index("--py-files") + 1].endswith("spark_jql.zip")
+
+
+def test_submit_dry_run_rejects_a_bad_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scorer:\n  token_budjet: 5\n")
+    out = subprocess.run(["bash", str(ROOT / "submit.sh"), str(bad), "run"], cwd=ROOT,
+                         env={**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable}, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "token_budjet" in out.stderr
+
+
+def test_databricks_cluster_spec():
+    spec = json.loads((CONF / "databricks-cluster.json").read_text())
+    assert "gpu" in spec["spark_version"] and GPU_KEYS <= set(spec["spark_conf"])
+    assert spec["spark_conf"]["spark.python.worker.reuse"] == "true"
+    assert "discoveryScript" not in json.dumps(spec)  # Databricks discovers GPUs itself
+    init = spec["init_scripts"][0]["workspace"]["destination"]
+    assert init.endswith("databricks-init.sh") and (CONF / "databricks-init.sh").is_file()
+    assert load_config(CONF / "databricks.yaml").spark.master is None
+
+
+@pytest.mark.parametrize("script", ["getGpusResources.sh", "emr-bootstrap.sh", "databricks-init.sh"])
+def test_shell_scripts_parse(script):
+    assert subprocess.run(["bash", "-n", str(CONF / script)], capture_output=True).returncode == 0
+
+
+def test_gpu_discovery_script_prints_spark_resource_json(tmp_path):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nprintf '0\\n1\\n2\\n3\\n'\n")
+    fake.chmod(0o755)
+    out = subprocess.run(["bash", str(CONF / "getGpusResources.sh")], capture_output=True, text=True,
+                         env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}, timeout=30)
+    assert json.loads(out.stdout) == {"name": "gpu", "addresses": ["0", "1", "2", "3"]}
+
+
+def test_databricks_notebook_source_format():
+    text = (NOTEBOOKS / "databricks_jql.py").read_text()
+    assert text.startswith("# Databricks notebook source\n")
+    cells = text.split("\n# COMMAND ----------\n")
+    assert len(cells) >= 8
+    code = [c for c in cells if not all(l.startswith("# MAGIC") or not l.strip() for l in c.splitlines()[1:] or [""])]
+    for cell in cells:
+        body = "\n".join(l for l in cell.splitlines() if not l.startswith("# MAGIC"))
+        ast.parse(body)
+    _check_imports(text)
+    assert code
+
+
+def test_jupyter_notebook_is_valid_and_uses_the_dataframe_api():
+    nb = json.loads((NOTEBOOKS / "jupyter_jql.ipynb").read_text())
+    assert nb["nbformat"] == 4
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    for cell in code:
+        ast.parse(cell)
+    source = "\n".join(code)
+    for fn in ("annotate", "compute_thresholds", "apply_thresholds", "add_language", "write_report"):
+        assert re.search(rf"\b{fn}\b", source), fn
+    _check_imports(source)
+
+
+def _check_imports(source: str) -> None:
+    """Every ``from spark_jql... import name`` in a notebook resolves."""
+    import importlib
+
+    for node in ast.walk(ast.parse("\n".join(l for l in source.splitlines() if not l.startswith("# MAGIC")))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("spark_jql"):
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
