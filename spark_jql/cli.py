@@ -70,6 +70,11 @@ def _run_stage(command: str, config: JobConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the benchmark has its own options (and --help)
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:]) or 0
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
     from .method_cli import COMMANDS as METHOD_COMMANDS, run as run_method_command

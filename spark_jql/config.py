@@ -22,6 +22,14 @@ class ConfigError(ValueError):
     """Raised for any invalid configuration; the message names the key."""
 
 
+def require_unique_names(items: list, what: str) -> list:
+    names = [item.name for item in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique, repeated: {dupes}")
+    return items
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -95,11 +103,7 @@ class ScorerConfig(_Strict):
     @field_validator("heads")
     @classmethod
     def _unique_names(cls, heads: list[HeadConfig]) -> list[HeadConfig]:
-        names = [h.name for h in heads]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"head names must be unique, repeated: {dupes}")
-        return heads
+        return require_unique_names(heads, "head")
 
     @model_validator(mode="after")
     def _budget_fits_longest(self) -> "ScorerConfig":
@@ -300,11 +304,7 @@ class JudgeConfig(_Strict):
     @field_validator("judges")
     @classmethod
     def _unique_judges(cls, judges: list[JudgeEndpoint]) -> list[JudgeEndpoint]:
-        names = [j.name for j in judges]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"judge names must be unique, repeated: {dupes}")
-        return judges
+        return require_unique_names(judges, "judge")
 
 
 class LangIdConfig(_Strict):

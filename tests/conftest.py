@@ -49,3 +49,40 @@ def spark():
     session = build_session(master="local[2]", app_name="spark_jql-tests", conf={"spark.sql.shuffle.partitions": "4"})
     yield session
     session.stop()
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face cache, offline, so the machine's real cache cannot interfere."""
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hf_home" / "hub"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(cache.parent))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hf_constants, "HF_HOME", str(cache.parent))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def job_overrides(bundle: dict, inputs: list[str], output: Path, **extra: str) -> list[str]:
+    """``key=value`` overrides for a small job over ``inputs`` with a tiny model bundle."""
+    import json
+
+    sets = {
+        "io.input": json.dumps(inputs),
+        "io.output": str(output),
+        "scorer.embedder.model": bundle["embedder"]["model"],
+        "scorer.heads": json.dumps(bundle["heads"]),
+        "scorer.token_budget": "8192",
+        "thresholds.min_docs": "10",
+        "spark.arrow_batch_size": "40",
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in sets.items()]
+
+
+def as_cli_args(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]

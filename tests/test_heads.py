@@ -310,22 +310,6 @@ def test_missing_local_head_through_scorer(gte_bundle, tmp_path):
 
 
 # -- Hub, offline -----------------------------------------------------------------------
-@pytest.fixture
-def empty_hf_cache(tmp_path, monkeypatch) -> Path:
-    """An empty Hugging Face cache, offline, so the machine's real cache cannot interfere."""
-    import huggingface_hub.constants as hf_constants
-
-    cache = tmp_path / "hf_home" / "hub"
-    cache.mkdir(parents=True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(cache.parent))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hf_constants, "HF_HOME", str(cache.parent))
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
 def test_uncached_hub_head_offline_says_how_to_fix(empty_hf_cache):
     head = HeadConfig(name="Edu-JQL-Gemma-SF", repo_id="Jackal-AI/JQL-Edu-Heads",
                       filename="checkpoints/edu-gemma-snowflake-balanced.ckpt")

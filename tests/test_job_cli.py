@@ -15,20 +15,13 @@ from spark_jql.cli import main
 from spark_jql.sample_data import generate_documents, write_jsonl
 from spark_jql.thresholds import Thresholds
 
+from .conftest import as_cli_args, job_overrides
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _overrides(bundle: dict, inputs: str, output: Path) -> list[str]:
-    sets = {
-        "io.input": json.dumps([inputs]),
-        "io.output": str(output),
-        "scorer.embedder.model": bundle["embedder"]["model"],
-        "scorer.heads": json.dumps(bundle["heads"]),
-        "scorer.token_budget": "8192",
-        "thresholds.min_docs": "20",
-        "spark.arrow_batch_size": "50",
-    }
-    return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    return as_cli_args(job_overrides(bundle, [inputs], output, **{"thresholds.min_docs": "20", "spark.arrow_batch_size": "50"}))
 
 
 @pytest.fixture(scope="module")

@@ -20,19 +20,7 @@ from spark_jql.errors import InputError
 from spark_jql.job import Job
 from spark_jql.sample_data import generate_documents, write_jsonl
 
-
-def _config(bundle: dict, inputs: list[str], output: Path, **extra) -> list[str]:
-    sets = {
-        "io.input": json.dumps(inputs),
-        "io.output": str(output),
-        "scorer.embedder.model": bundle["embedder"]["model"],
-        "scorer.heads": json.dumps(bundle["heads"]),
-        "scorer.token_budget": "8192",
-        "thresholds.min_docs": "10",
-        "spark.arrow_batch_size": "40",
-        **extra,
-    }
-    return [f"{k}={v}" for k, v in sets.items()]
+from .conftest import as_cli_args, job_overrides
 
 
 def _scores(spark, output: Path) -> dict:
@@ -54,7 +42,7 @@ def test_dirty_text_is_scored_not_dropped(spark, gte_bundle, tmp_path):
     ]
     (tmp_path / "dirty.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     assert len(lines[3]) > 5_000_000
-    cfg = load_config(None, _config(gte_bundle, [str(tmp_path / "dirty.jsonl")], tmp_path / "out",
+    cfg = load_config(None, job_overrides(gte_bundle, [str(tmp_path / "dirty.jsonl")], tmp_path / "out",
                                      **{"columns.language": "language"}))
     summary = Job(spark, cfg).annotate()
     assert summary["input_rows"] == summary["scored_rows"] == 6
@@ -85,11 +73,11 @@ def test_corrupt_parquet_fails_naming_the_file_or_is_skipped(spark, gte_bundle, 
     corrupt = folder / "part-1.parquet"
     corrupt.write_bytes(corrupt.read_bytes()[:200])  # truncated: footer gone
     inputs = [str(folder / "*.parquet")]
-    cfg = load_config(None, _config(gte_bundle, inputs, tmp_path / "fail"))
+    cfg = load_config(None, job_overrides(gte_bundle, inputs, tmp_path / "fail"))
     with pytest.raises(InputError, match=r"part-1\.parquet"):
         Job(spark, cfg).annotate()
 
-    cfg = load_config(None, _config(gte_bundle, inputs, tmp_path / "skip", **{"io.on_bad_file": "skip"}))
+    cfg = load_config(None, job_overrides(gte_bundle, inputs, tmp_path / "skip", **{"io.on_bad_file": "skip"}))
     summary = Job(spark, cfg).annotate()
     assert [s["file"].rsplit("/", 1)[-1] for s in summary["skipped_files"]] == ["part-1.parquet"]
     assert summary["input_rows"] == summary["scored_rows"] == 60
@@ -104,7 +92,7 @@ def test_truncated_gzip_and_empty_file(spark, gte_bundle, tmp_path):
     (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(good.read_bytes()))
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(good.read_bytes())[:-40])  # cut mid-stream
     (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(b""))
-    cfg = load_config(None, _config(gte_bundle, [str(tmp_path / "*.jsonl.gz")], tmp_path / "out",
+    cfg = load_config(None, job_overrides(gte_bundle, [str(tmp_path / "*.jsonl.gz")], tmp_path / "out",
                                      **{"io.on_bad_file": "skip"}))
     summary = Job(spark, cfg).annotate()
     assert [s["file"].rsplit("/", 1)[-1] for s in summary["skipped_files"]] == ["b.jsonl.gz"]
@@ -113,7 +101,7 @@ def test_truncated_gzip_and_empty_file(spark, gte_bundle, tmp_path):
 
 def test_rerun_is_deterministic_and_resumes(spark, gte_bundle, tmp_path):
     files = write_jsonl(generate_documents(120, seed=8), tmp_path / "in", files=4)
-    args = _config(gte_bundle, [str(tmp_path / "in" / "*.jsonl")], tmp_path / "out", **{"io.files_per_unit": "1"})
+    args = job_overrides(gte_bundle, [str(tmp_path / "in" / "*.jsonl")], tmp_path / "out", **{"io.files_per_unit": "1"})
     first = Job(spark, load_config(None, args)).annotate()
     before = _scores(spark, tmp_path / "out")
     # Lose one unit's marker, as if the run died after writing it: only that unit is redone.
@@ -132,8 +120,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(spark, gte_bundle, tmp_p
     write_jsonl(generate_documents(240, seed=9), tmp_path / "in", files=6)
     inputs = [str(tmp_path / "in" / "*.jsonl")]
     killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
-    args = _config(gte_bundle, inputs, killed_out, **{"io.files_per_unit": "1", "spark.master": "local[1]"})
-    cmd = [sys.executable, "-m", "spark_jql.cli", *[a for s in args for a in ("--set", s)], "annotate"]
+    args = job_overrides(gte_bundle, inputs, killed_out, **{"io.files_per_unit": "1", "spark.master": "local[1]"})
+    cmd = [sys.executable, "-m", "spark_jql.cli", *as_cli_args(args), "annotate"]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     markers = killed_out / "scored" / "_jql_units"
@@ -147,7 +135,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(spark, gte_bundle, tmp_p
 
     resumed = Job(spark, load_config(None, args[:-1] + ["spark.master=local[2]"])).annotate()
     assert resumed["units_resumed"] == done and resumed["scored_rows"] == 240
-    Job(spark, load_config(None, _config(gte_bundle, inputs, clean_out, **{"io.files_per_unit": "1"}))).annotate()
+    Job(spark, load_config(None, job_overrides(gte_bundle, inputs, clean_out, **{"io.files_per_unit": "1"}))).annotate()
     assert _scores(spark, killed_out) == _scores(spark, clean_out)
 
 
@@ -155,6 +143,6 @@ def test_output_mode_error_refuses_foreign_output(spark, gte_bundle, tmp_path):
     write_jsonl(generate_documents(10, seed=1), tmp_path / "a.jsonl")
     write_jsonl(generate_documents(10, seed=2), tmp_path / "b.jsonl")
     out = tmp_path / "out"
-    Job(spark, load_config(None, _config(gte_bundle, [str(tmp_path / "a.jsonl")], out))).annotate()
-    other = _config(gte_bundle, [str(tmp_path / "b.jsonl")], out, **{"io.mode": "error"})
-    assert main([a for s in other for a in ("--set", s)] + ["annotate"]) == 2
+    Job(spark, load_config(None, job_overrides(gte_bundle, [str(tmp_path / "a.jsonl")], out))).annotate()
+    other = job_overrides(gte_bundle, [str(tmp_path / "b.jsonl")], out, **{"io.mode": "error"})
+    assert main(as_cli_args(other) + ["annotate"]) == 2

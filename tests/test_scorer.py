@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -316,22 +315,6 @@ def test_lone_surrogate_scores(gte_bundle):
 
 
 # -- models that are not available offline ----------------------------------------------------
-@pytest.fixture
-def empty_hf_cache(tmp_path, monkeypatch) -> Path:
-    """An empty Hugging Face cache, offline, so the machine's real cache cannot interfere."""
-    import huggingface_hub.constants as hf_constants
-
-    cache = tmp_path / "hf_home" / "hub"
-    cache.mkdir(parents=True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(cache.parent))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hf_constants, "HF_HOME", str(cache.parent))
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
 def test_uncached_hub_embedder_offline(empty_hf_cache):
     with pytest.raises(ModelNotAvailableError) as info:
         Embedder(EmbedderConfig(model="nonexistent-org/nonexistent-model", device="cpu"))

@@ -38,6 +38,7 @@ def annotate(
     arrow_batch_size: int | None = None,
     builds=None,
     docs=None,
+    build_pids=None,
 ) -> DataFrame:
     """Add ``score_<head>``, ``jql_score``, ``jql_tokens``, ``jql_truncated``; keep every input column and row.
 
@@ -59,7 +60,7 @@ def annotate(
         raise InputError(f"input already has output column(s) {clash}; drop or rename them before annotating")
     if arrow_batch_size is not None:
         df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
-    score = make_score_udf(scorer, builds=builds, docs=docs)
+    score = make_score_udf(scorer, builds=builds, docs=docs, build_pids=build_pids)
     with_result = df.select("*", score(quoted(text_column)).alias(_RESULT))
     return with_result.select(
         *[quoted(c) for c in df.columns], *[F.col(_RESULT).getField(c).alias(c) for c in added]

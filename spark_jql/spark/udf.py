@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pandas as pd
+from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import BooleanType, FloatType, IntegerType, StructField, StructType
 
@@ -100,7 +101,20 @@ def _failure_injection() -> bool:
     return True
 
 
-def make_score_udf(config: ScorerConfig, builds=None, docs=None):
+class _ListParam(AccumulatorParam):
+    def zero(self, value):
+        return []
+
+    def addInPlace(self, a, b):
+        return a + b
+
+
+def pid_accumulator(sc):
+    """An accumulator of the Python worker pids that built a scorer (diagnostics, tests)."""
+    return sc.accumulator([], _ListParam())
+
+
+def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None):
     """A pandas UDF ``text -> struct<score_*, jql_score, jql_tokens, jql_truncated>``.
 
     ``builds`` / ``docs`` are optional Spark accumulators counting scorer builds
@@ -114,6 +128,8 @@ def make_score_udf(config: ScorerConfig, builds=None, docs=None):
     def on_build():
         if builds is not None:
             builds.add(1)
+        if build_pids is not None:
+            build_pids.add([os.getpid()])
 
     @pandas_udf(return_type)
     def score_udf(texts: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
