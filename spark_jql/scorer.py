@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from . import schema
-from .batching import plan_micro_batches
+from .batching import plan_micro_batches, split_uneven
 from .config import ScorerConfig
 from .embedder import Embedder, Tokenized
 from .heads import HeadSet, load_head_file
@@ -31,15 +31,6 @@ log = logging.getLogger(__name__)
 
 CPU_TOKEN_BUDGET = 16384
 GPU_MAX_TOKEN_BUDGET = 262144
-# A large (GPU) token budget lets one micro-batch span a wide range of lengths, all padded to the
-# longest: with 2,048-doc batches of JQL-like lengths and a 262,144-token budget only ~75% of the
-# computed tokens are real. Once a micro-batch holds SPLIT_MIN_TOKENS padded tokens (already enough to
-# keep a GPU's matrix units busy), it is closed when the next document is shorter than
-# SPLIT_LENGTH_RATIO x its longest: ~94% real tokens on the same data. Budgets at or below
-# SPLIT_MIN_TOKENS (the CPU default) are unaffected.
-SPLIT_MIN_TOKENS = 32768
-SPLIT_LENGTH_RATIO = 0.9
-
 _AGGREGATES = {
     "mean": lambda s: s.mean(dim=1),
     "median": lambda s: s.quantile(0.5, dim=1),
@@ -58,22 +49,6 @@ def clean_texts(texts: Sequence | pd.Series) -> list[str | None]:
             out.append(t if t.strip() else None)
         else:
             raise TypeError(f"text at position {i} is a {type(t).__name__}, not a string: {t!r:.80}")
-    return out
-
-
-def split_uneven(plan: list[list[int]], lengths, min_tokens: int = SPLIT_MIN_TOKENS,
-                 ratio: float = SPLIT_LENGTH_RATIO) -> list[list[int]]:
-    """Cut longest-first micro-batches where lengths drop, once a piece holds ``min_tokens`` padded tokens."""
-    out: list[list[int]] = []
-    for batch in plan:
-        current, longest = [batch[0]], lengths[batch[0]]
-        for i in batch[1:]:
-            if lengths[i] < ratio * longest and len(current) * longest >= min_tokens:
-                out.append(current)
-                current, longest = [i], lengths[i]
-            else:
-                current.append(i)
-        out.append(current)
     return out
 
 
