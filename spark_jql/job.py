@@ -27,8 +27,8 @@ from . import schema
 from .config import JobConfig
 from .errors import InputError
 from .progress import ScoringProgress
-from .spark.api import annotate, apply_thresholds, compute_thresholds, quoted
-from .spark.io import detect_format, find_bad_files, input_files, join_path, read_files, read_text, write_text
+from .spark.api import KEEP, UNKNOWN_LANGUAGE, annotate, compute_thresholds, language_key, mark_rows, quoted, split_marked
+from .spark.io import detect_format, find_bad_files, input_files, input_schema, join_path, read_files, read_text, write_text
 from .units import UnitPlan
 from .thresholds import Thresholds
 
@@ -99,7 +99,7 @@ class Job:
     def _input_schema(self, files: list[str], fmt: str):
         """Schema of all inputs; with ``on_bad_file=skip`` unreadable files are left out of it."""
         try:
-            return read_files(self.spark, files, fmt).schema
+            return input_schema(self.spark, files, fmt)
         except Exception:
             bad = find_bad_files(self.spark, files, fmt, None, self.config.columns.text)
             if not bad:
@@ -110,7 +110,7 @@ class Job:
             good = [f for f in files if f not in {p for p, _ in bad}]
             if not good:
                 raise InputError(f"no readable input file among {len(files)}: {bad[:3]}") from None
-            return read_files(self.spark, good, fmt).schema
+            return input_schema(self.spark, good, fmt)
 
     def _annotate_unit(self, plan: "UnitPlan", unit: int, fmt: str, schema_, builds, docs) -> None:
         cfg = self.config
@@ -169,25 +169,30 @@ class Job:
         if thresholds is None:
             thresholds = Thresholds.from_json(read_text(self.spark, self.paths["thresholds"]), self.paths["thresholds"])
         scored = self.spark.read.parquet(self.paths["scored"])
-        kept, dropped = apply_thresholds(scored, thresholds, cfg.filter.quantile, cfg.columns)
+        marked = mark_rows(scored, thresholds, cfg.filter.quantile, cfg.columns)
+        kept, dropped = split_marked(marked, thresholds.score_column)
         kept.write.mode(cfg.io.mode).parquet(self.paths["filtered"])
         if cfg.filter.write_dropped:
             dropped.write.mode(cfg.io.mode).parquet(self.paths["dropped"])
-        scored_rows = scored.count()
+        per_language, unknown_rows = self._retention(marked, thresholds)
+        scored_rows = scored.count()  # parquet metadata: an independent count to check the others against
         kept_rows = self.spark.read.parquet(self.paths["filtered"]).count()
         dropped_source = self.spark.read.parquet(self.paths["dropped"]) if cfg.filter.write_dropped else dropped
         by_reason = {r[schema.DROP_REASON]: r["count"] for r in dropped_source.groupBy(schema.DROP_REASON).count().collect()}
         dropped_rows = sum(by_reason.values())
-        if kept_rows + dropped_rows != scored_rows:
-            raise AccountingError(f"filter: kept {kept_rows} + dropped {dropped_rows} != scored {scored_rows}")
+        marked_rows = sum(r["documents"] for r in per_language)
+        if kept_rows + dropped_rows != scored_rows or marked_rows != scored_rows:
+            raise AccountingError(
+                f"filter: kept {kept_rows} + dropped {dropped_rows} (thresholded {marked_rows}) != scored {scored_rows}"
+            )
         result = {
             "quantile": cfg.filter.quantile,
             "scored_rows": scored_rows,
             "kept_rows": kept_rows,
             "dropped_rows": dropped_rows,
             "dropped_by_reason": by_reason,
-            "rows_with_unknown_language": self._unknown_language_rows(scored, thresholds),
-            "per_language": self._retention(kept, scored, thresholds),
+            "rows_with_unknown_language": unknown_rows,
+            "per_language": per_language,
         }
         log.info("filter: kept %d of %d (%s)", kept_rows, scored_rows, by_reason)
         return self._record("filter", result)
@@ -198,40 +203,32 @@ class Job:
         return self.summary
 
     # -- helpers ------------------------------------------------------------
-    def _unknown_language_rows(self, scored, thresholds: Thresholds) -> int:
-        from .spark.api import with_thresholds
-
-        marked = with_thresholds(scored, thresholds, self.config.filter.quantile, self.config.columns)
-        return marked.where(F.col("__jql_unknown_language")).count()
-
-    def _retention(self, kept, scored, thresholds: Thresholds) -> list[dict]:
-        """Documents and tokens kept per language."""
+    def _retention(self, marked, thresholds: Thresholds) -> tuple[list[dict], int]:
+        """Documents and tokens, all and kept, per language (one pass); and rows of unknown language."""
         names = thresholds.language_columns
-        cols = self.config.columns
-        lang = [F.lit(cols.constant_language).alias("language")] if cols.constant_language else [quoted(n) for n in names]
-
-        def totals(df):
-            return {
-                tuple(r[n] for n in names): (r["docs"], r["tokens"] or 0)
-                for r in df.groupBy(*lang).agg(F.count(F.lit(1)).alias("docs"), F.sum(schema.TOKENS).alias("tokens")).collect()
-            }
-
-        all_, kept_ = totals(scored), totals(kept)
-        rows = []
-        for key in sorted(all_, key=lambda k: [str(v) for v in k]):
-            docs, tokens = all_[key]
-            kd, kt = kept_.get(key, (0, 0))
-            rows.append(
+        lang = [expr.alias(name) for name, expr in language_key(marked, self.config.columns)]
+        keep = F.col(KEEP)
+        rows = marked.groupBy(*lang).agg(
+            F.count(F.lit(1)).alias("docs"),
+            F.sum(schema.TOKENS).alias("tokens"),
+            F.sum(keep.cast("long")).alias("kept_docs"),
+            F.sum(F.when(keep, F.col(schema.TOKENS))).alias("kept_tokens"),
+            F.sum(F.col(UNKNOWN_LANGUAGE).cast("long")).alias("unknown"),
+        ).collect()
+        per_language = []
+        for r in sorted(rows, key=lambda r: [str(r[n]) for n in names]):
+            tokens, kept_tokens = int(r["tokens"] or 0), int(r["kept_tokens"] or 0)
+            per_language.append(
                 {
-                    **dict(zip(names, key)),
-                    "documents": docs,
-                    "kept_documents": kd,
-                    "tokens": int(tokens),
-                    "kept_tokens": int(kt),
-                    "token_retention": round(kt / tokens, 4) if tokens else None,
+                    **{n: r[n] for n in names},
+                    "documents": r["docs"],
+                    "kept_documents": int(r["kept_docs"]),
+                    "tokens": tokens,
+                    "kept_tokens": kept_tokens,
+                    "token_retention": round(kept_tokens / tokens, 4) if tokens else None,
                 }
             )
-        return rows
+        return per_language, sum(int(r["unknown"]) for r in rows)
 
     def _record(self, stage: str, result: dict) -> dict:
         try:

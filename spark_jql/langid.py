@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 import unicodedata
 from collections import Counter
@@ -27,6 +26,7 @@ import pandas as pd
 
 from .config import LangIdConfig
 from .errors import InputError
+from .worker_cache import WorkerCache
 
 # lingua ISO 639-3 (macrolanguage) -> the individual language code FineWeb2 / GlotLID uses
 FINEWEB2_CODES = {
@@ -52,8 +52,7 @@ _DEFAULT_SCRIPT = {  # when a text has no letters to count
     "tam": "Taml", "tel": "Telu", "tha": "Thai", "kat": "Geor", "hye": "Armn",
 }
 
-_DETECTORS: dict[tuple, object] = {}
-_LOCK = threading.Lock()
+_DETECTORS = WorkerCache()
 
 
 def _lingua():
@@ -72,31 +71,27 @@ def available_languages(code_style: str = "fineweb2") -> list[str]:
 
 def get_detector(languages: tuple[str, ...] | None, low_accuracy: bool):
     """The process's cached lingua detector for these languages (built once per Python worker)."""
-    key = (languages, low_accuracy)
-    det = _DETECTORS.get(key)
-    if det is None:
-        with _LOCK:
-            det = _DETECTORS.get(key)
-            if det is None:
-                lingua = _lingua()
-                if languages is None:
-                    builder = lingua.LanguageDetectorBuilder.from_all_languages()
-                else:
-                    by_code = {l.iso_code_639_3.name.lower(): l for l in lingua.Language.all()}
-                    wanted, unknown = [], []
-                    for code in languages:
-                        iso = _TO_ISO.get(code, code)
-                        (wanted.append(by_code[iso]) if iso in by_code else unknown.append(code))
-                    if unknown:
-                        raise InputError(f"langid: unknown language code(s) {unknown}; known: {available_languages()}")
-                    if len(set(wanted)) < 2:
-                        raise InputError("langid: give at least two languages to choose among (or none for all)")
-                    builder = lingua.LanguageDetectorBuilder.from_languages(*sorted(set(wanted), key=str))
-                if low_accuracy:
-                    builder = builder.with_low_accuracy_mode()
-                det = builder.with_preloaded_language_models().build()
-                _DETECTORS[key] = det
-    return det
+    return _DETECTORS.get((languages, low_accuracy), lambda: _build_detector(languages, low_accuracy))[0]
+
+
+def _build_detector(languages: tuple[str, ...] | None, low_accuracy: bool):
+    lingua = _lingua()
+    if languages is None:
+        builder = lingua.LanguageDetectorBuilder.from_all_languages()
+    else:
+        by_code = {l.iso_code_639_3.name.lower(): l for l in lingua.Language.all()}
+        wanted, unknown = [], []
+        for code in languages:
+            iso = _TO_ISO.get(code, code)
+            (wanted.append(by_code[iso]) if iso in by_code else unknown.append(code))
+        if unknown:
+            raise InputError(f"langid: unknown language code(s) {unknown}; known: {available_languages()}")
+        if len(set(wanted)) < 2:
+            raise InputError("langid: give at least two languages to choose among (or none for all)")
+        builder = lingua.LanguageDetectorBuilder.from_languages(*sorted(set(wanted), key=str))
+    if low_accuracy:
+        builder = builder.with_low_accuracy_mode()
+    return builder.with_preloaded_language_models().build()
 
 
 @lru_cache(maxsize=65536)
@@ -161,12 +156,10 @@ def add_language(df, config: LangIdConfig | None = None, text_column: str = "tex
     from pyspark.sql.functions import pandas_udf
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-    from .spark.api import quoted, require_columns
+    from .spark.api import quoted, require_text_column
 
     config = config or LangIdConfig()
-    require_columns(df, [text_column], "text")
-    if not isinstance(df.schema[text_column].dataType, StringType):
-        raise InputError(f"text column {text_column!r} has type {df.schema[text_column].dataType.simpleString()}, not string")
+    require_text_column(df, text_column)
     outputs = {"language": config.language_column, "language_script": config.script_column, "language_score": config.score_column}
     outputs = {k: v for k, v in outputs.items() if v}
     present = [v for v in outputs.values() if v in df.columns]

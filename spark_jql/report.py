@@ -403,6 +403,18 @@ def _pct(a, b) -> str:
     return "–" if not b else f"{100.0 * a / b:.1f}%"
 
 
+def _count_cells(documents, scored, tokens, thresholds, kept_documents, kept_tokens, qs, dg, bold: bool) -> str:
+    """The numeric cells of one row of the per-language table (the "all" row bolds its counts)."""
+    b = (lambda x: f"<b>{x}</b>") if bold else (lambda x: x)  # noqa: E731
+    cells = f"<td>{b(_fmt_int(documents))}</td><td>{b(_fmt_int(scored))}</td><td>{b(_fmt_int(tokens))}</td>"
+    for q in qs:
+        k = _qkey(q)
+        cells += (f"<td>{thresholds.get(k, float('nan')):.{dg}f}</td>"
+                  f"<td>{b(f'{_fmt_int(kept_documents[k])} ({_pct(kept_documents[k], documents)})')}</td>"
+                  f"<td>{b(_fmt_int(kept_tokens[k]))}</td><td><b>{_pct(kept_tokens[k], tokens)}</b></td>")
+    return cells
+
+
 def render_html(data: ReportData) -> str:
     e = html.escape
     qs = data.quantiles
@@ -444,18 +456,12 @@ def render_html(data: ReportData) -> str:
     body = []
     for lang in data.languages:
         cells = "".join(f'<td class="l">{e("∅" if v is None else str(v))}</td>' for v in lang.key.values())
-        cells += f"<td>{_fmt_int(lang.documents)}</td><td>{_fmt_int(lang.scored)}</td><td>{_fmt_int(lang.tokens)}</td>"
-        for q in qs:
-            k = _qkey(q)
-            cells += (f"<td>{lang.thresholds[k]:.{dg}f}</td><td>{_fmt_int(lang.kept_documents[k])} ({_pct(lang.kept_documents[k], lang.documents)})</td>"
-                      f"<td>{_fmt_int(lang.kept_tokens[k])}</td><td><b>{_pct(lang.kept_tokens[k], lang.tokens)}</b></td>")
+        cells += _count_cells(lang.documents, lang.scored, lang.tokens, lang.thresholds,
+                              lang.kept_documents, lang.kept_tokens, qs, dg, bold=False)
         body.append(f'<tr class="{"fb" if lang.fallback else ""}">{cells}</tr>')
     tot = f'<td class="l" colspan="{len(data.language_columns)}"><b>all</b></td>'
-    tot += f"<td><b>{_fmt_int(t['documents'])}</b></td><td><b>{_fmt_int(t['scored'])}</b></td><td><b>{_fmt_int(t['tokens'])}</b></td>"
-    for q in qs:
-        k = _qkey(q)
-        tot += (f"<td>{data.global_thresholds.get(k, float('nan')):.{dg}f}</td><td><b>{_fmt_int(t['kept_documents'][k])} ({_pct(t['kept_documents'][k], t['documents'])})</b></td>"
-                f"<td><b>{_fmt_int(t['kept_tokens'][k])}</b></td><td><b>{_pct(t['kept_tokens'][k], t['tokens'])}</b></td>")
+    tot += _count_cells(t["documents"], t["scored"], t["tokens"], data.global_thresholds,
+                        t["kept_documents"], t["kept_tokens"], qs, dg, bold=True)
     body.append(f"<tr>{tot}</tr>")
     more = len(data.languages) - MAX_LANGUAGE_PLOTS
     more_note = f'<p class="note">Plots show the {MAX_LANGUAGE_PLOTS} largest languages; {more} more are in the table.</p>' if more > 0 else ""

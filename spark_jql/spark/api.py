@@ -31,6 +31,17 @@ def require_columns(df: DataFrame, names: list[str], role: str) -> None:
         raise InputError(f"{role} column(s) {missing} not found; the input has columns {df.columns}")
 
 
+def require_text_column(df: DataFrame, text_column: str) -> None:
+    """The text column exists and holds strings; otherwise an error naming it (and its type)."""
+    require_columns(df, [text_column], "text")
+    dtype = df.schema[text_column].dataType
+    if not isinstance(dtype, StringType):
+        raise InputError(
+            f"text column {text_column!r} has type {dtype.simpleString()}, not string; a text column that is "
+            f"not a string must be cast first, e.g. df.withColumn({text_column!r}, F.col({text_column!r}).cast('string'))"
+        )
+
+
 def annotate(
     df: DataFrame,
     scorer: ScorerConfig | None = None,
@@ -47,13 +58,7 @@ def annotate(
     optional accumulators (see :func:`spark_jql.spark.udf.make_score_udf`).
     """
     scorer = scorer or ScorerConfig()
-    require_columns(df, [text_column], "text")
-    dtype = df.schema[text_column].dataType
-    if not isinstance(dtype, StringType):
-        raise InputError(
-            f"text column {text_column!r} has type {dtype.simpleString()}, not string; "
-            f"cast it first, e.g. df.withColumn({text_column!r}, F.col({text_column!r}).cast('string'))"
-        )
+    require_text_column(df, text_column)
     added = schema.output_columns([h.name for h in scorer.heads])
     clash = [c for c in added if c in df.columns]
     if clash:
@@ -109,13 +114,14 @@ def compute_thresholds(
         .where(F.col("gid").isin(0, (1 << len(keys)) - 1))
         .collect()
     )
-    total = [r for r in rows if r["gid"] != 0 or not keys]
-    global_n = total[0]["n"] if total else 0
-    global_q = {_qkey(q): float(v) for q, v in zip(qs, total[0]["q"])} if total and total[0]["q"] else {}
-    if not global_q:
+    # language_key always gives at least one key column: gid 0 = a language, the other gid = the grand total.
+    total = [r for r in rows if r["gid"] != 0]
+    if not total or not total[0]["q"]:
         raise InputError(f"no scored documents: column {score_column!r} is null everywhere, no thresholds can be computed")
+    global_n = total[0]["n"]
+    global_q = {_qkey(q): float(v) for q, v in zip(qs, total[0]["q"])}
     entries = []
-    for r in sorted((r for r in rows if r["gid"] == 0 and keys), key=lambda r: [str(r[k]) for k in keys]):
+    for r in sorted((r for r in rows if r["gid"] == 0), key=lambda r: [str(r[k]) for k in keys]):
         own = {_qkey(q): float(v) for q, v in zip(qs, r["q"])}
         fallback = r["n"] < thresholds.min_docs
         entries.append(
@@ -139,8 +145,17 @@ def compute_thresholds(
     )
 
 
-def with_thresholds(scored: DataFrame, thresholds: Thresholds, quantile: float, columns: ColumnsConfig | None = None) -> DataFrame:
-    """Add ``jql_threshold`` (the row's language threshold, global if unknown) and a private fallback flag."""
+UNKNOWN_LANGUAGE = "__jql_unknown_language"
+KEEP = "__jql_keep"
+
+
+def mark_rows(scored: DataFrame, thresholds: Thresholds, quantile: float, columns: ColumnsConfig | None = None) -> DataFrame:
+    """Scored rows + ``jql_threshold`` (global if the language is unknown) and two private flags.
+
+    ``__jql_unknown_language``: the language had no threshold; ``__jql_keep``: the
+    score is at or above the threshold (never null). The filter and its counts both
+    derive from this one frame.
+    """
     columns = columns or ColumnsConfig()
     key = language_key(scored, columns)
     names, keys = [n for n, _ in key], _key_cols(len(key))
@@ -157,10 +172,13 @@ def with_thresholds(scored: DataFrame, thresholds: Thresholds, quantile: float, 
     table = scored.sparkSession.createDataFrame(table_rows, table_schema)
     cond = [with_key[k].eqNullSafe(table[f"__t_{k}"]) for k in keys]
     joined = with_key.join(F.broadcast(table), on=cond, how="left")
+    score = quoted(thresholds.score_column)
+    threshold = F.coalesce(F.col("__t_threshold"), F.lit(global_t))
     return joined.select(
         *[quoted(c) for c in scored.columns],
-        F.coalesce(F.col("__t_threshold"), F.lit(global_t)).alias(schema.THRESHOLD),
-        F.col("__t_threshold").isNull().alias("__jql_unknown_language"),
+        threshold.alias(schema.THRESHOLD),
+        F.col("__t_threshold").isNull().alias(UNKNOWN_LANGUAGE),
+        (score.isNotNull() & ~F.isnan(score) & (score >= threshold)).alias(KEEP),
     )
 
 
@@ -176,10 +194,13 @@ def apply_thresholds(
     dropped with reason ``no_score``; rows below the threshold with ``below_threshold``.
     Both carry ``jql_threshold``.
     """
-    marked = with_thresholds(scored, thresholds, quantile, columns).drop("__jql_unknown_language")
-    score = quoted(thresholds.score_column)
-    keep = score.isNotNull() & ~F.isnan(score) & (score >= F.col(schema.THRESHOLD))
-    kept = marked.where(keep)
+    return split_marked(mark_rows(scored, thresholds, quantile, columns), thresholds.score_column)
+
+
+def split_marked(marked: DataFrame, score_column: str) -> tuple[DataFrame, DataFrame]:
+    """(kept, dropped) from :func:`mark_rows`' output, without its private flags."""
+    score = quoted(score_column)
+    kept = marked.where(F.col(KEEP)).drop(UNKNOWN_LANGUAGE, KEEP)
     reason = F.when(score.isNull() | F.isnan(score), F.lit("no_score")).otherwise(F.lit("below_threshold"))
-    dropped = marked.where(~keep).withColumn(schema.DROP_REASON, reason)
+    dropped = marked.where(~F.col(KEEP)).drop(UNKNOWN_LANGUAGE, KEEP).withColumn(schema.DROP_REASON, reason)
     return kept, dropped

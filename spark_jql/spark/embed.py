@@ -15,11 +15,11 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import ArrayType, FloatType, StringType
+from pyspark.sql.types import ArrayType, FloatType
 
 from ..config import ScorerConfig
 from ..errors import InputError
-from .api import quoted, require_columns
+from .api import quoted, require_columns, require_text_column
 from .udf import get_scorer, task_device
 
 EMBEDDING = "embedding"
@@ -84,9 +84,7 @@ def embed(
     values are copied as they are (numbers, or lists of human ratings).
     ``id_column=None`` numbers the rows with ``monotonically_increasing_id`` (unique, not stable across runs).
     """
-    require_columns(df, [text_column], "text")
-    if not isinstance(df.schema[text_column].dataType, StringType):
-        raise InputError(f"text column {text_column!r} has type {df.schema[text_column].dataType.simpleString()}, not string")
+    require_text_column(df, text_column)
     specs = dict(parse_label_spec(s) for s in labels) if isinstance(labels, list) else dict(labels or {})
     reserved = {"id", "language", EMBEDDING} & set(specs)
     if reserved:

@@ -89,16 +89,31 @@ def read_files(spark: SparkSession, paths: list[str], fmt: str, schema=None) -> 
         raise InputError(f"cannot read {fmt} input {paths[:3]}{'...' if len(paths) > 3 else ''}: {_first_line(err)}") from err
 
 
+def _json_reader(spark: SparkSession):
+    return spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+
+
+def input_schema(spark: SparkSession, paths: list[str], fmt: str):
+    """The inputs' schema (JSON: inferred, without the corrupt-record column); no other pass over the data."""
+    from pyspark.sql.types import StructType
+
+    try:
+        if fmt == "parquet":
+            return spark.read.parquet(*paths).schema
+        schema = StructType([f for f in _json_reader(spark).json(paths).schema.fields if f.name != CORRUPT])
+    except Exception as err:
+        raise InputError(f"cannot read {fmt} input {paths[:3]}{'...' if len(paths) > 3 else ''}: {_first_line(err)}") from err
+    if not schema.fields:
+        raise InputError(f"JSON input {paths[:3]} holds no JSON objects")
+    return schema
+
+
 def _read_json(spark: SparkSession, paths: list[str], schema) -> DataFrame:
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
-    reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-    if schema is None:
-        schema = reader.json(paths).schema
-    data_schema = StructType([f for f in schema.fields if f.name != CORRUPT])
-    if not data_schema.fields:
-        raise InputError(f"JSON input {paths[:3]} holds no JSON objects")
+    data_schema = input_schema(spark, paths, "json") if schema is None else schema
+    reader = _json_reader(spark)
     df = reader.schema(StructType(data_schema.fields + [StructField(CORRUPT, StringType())])).json(paths)
     broken = F.col(CORRUPT).isNotNull()
     # Re-encoding through a Java string replaces invalid UTF-8 with U+FFFD; then parse again.

@@ -25,7 +25,7 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 from ..config import JudgeConfig, JudgeEndpoint
 from ..errors import InputError
 from ..llm_judge import ChatClient, load_prompt
-from .api import quoted, require_columns
+from .api import quoted, require_text_column
 
 RESULT_SCHEMA = StructType([
     StructField("score", IntegerType()),
@@ -64,9 +64,7 @@ def make_judge_udf(endpoint: JudgeEndpoint, config: JudgeConfig, template: str):
 
 def judge(df: DataFrame, config: JudgeConfig, text_column: str = "text", arrow_batch_size: int | None = None) -> DataFrame:
     """Keep every input column and row; add the four result columns of every judge."""
-    require_columns(df, [text_column], "text")
-    if not isinstance(df.schema[text_column].dataType, StringType):
-        raise InputError(f"text column {text_column!r} is not a string column")
+    require_text_column(df, text_column)
     template = load_prompt(config.prompt_file)  # read on the driver: executors need not see the file
     added = {e.name: judge_columns(e.name) for e in config.judges}
     clash = [c for cols in added.values() for c in cols.values() if c in df.columns]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterator
 
@@ -21,13 +20,13 @@ from pyspark.sql.types import BooleanType, FloatType, IntegerType, StructField, 
 
 from .. import schema
 from ..config import ScorerConfig
+from ..worker_cache import WorkerCache
 from ..progress import BatchTimer, configure_worker_logging
 
 log = logging.getLogger(__name__)
 
 CACHE_CAPACITY = 3  # scorers kept per Python worker (as pyspark.ml's ModelCache)
-_CACHE: dict[tuple[str, str], object] = {}
-_LOCK = threading.Lock()
+_CACHE = WorkerCache(CACHE_CAPACITY)
 
 
 def result_schema(head_names: list[str]) -> StructType:
@@ -65,22 +64,18 @@ def task_device(setting: str) -> str:
 
 def get_scorer(config_json: str, device: str, on_build=None):
     """The worker's cached Scorer for this configuration and device (built on first use)."""
-    key = (config_json, device)
-    scorer = _CACHE.get(key)
-    if scorer is None:
-        with _LOCK:
-            scorer = _CACHE.get(key)
-            if scorer is None:
-                from ..scorer import Scorer
 
-                start = time.perf_counter()
-                scorer = Scorer(ScorerConfig.model_validate_json(config_json), device=device)
-                while len(_CACHE) >= CACHE_CAPACITY:  # oldest first: dicts keep insertion order
-                    _CACHE.pop(next(iter(_CACHE)))
-                _CACHE[key] = scorer
-                log.warning("spark_jql: built scorer in pid %d on %s in %.1fs", os.getpid(), device, time.perf_counter() - start)
-                if on_build is not None:
-                    on_build()
+    def build():
+        from ..scorer import Scorer
+
+        start = time.perf_counter()
+        scorer = Scorer(ScorerConfig.model_validate_json(config_json), device=device)
+        log.warning("spark_jql: built scorer in pid %d on %s in %.1fs", os.getpid(), device, time.perf_counter() - start)
+        return scorer
+
+    scorer, built = _CACHE.get((config_json, device), build)
+    if built and on_build is not None:
+        on_build()
     return scorer
 
 
