@@ -29,14 +29,14 @@ def shared_file(name: str) -> Path:
 @pytest.fixture(scope="session")
 def gte_bundle(tmp_path_factory) -> dict:
     """Scorer config section for a tiny random GTE encoder + three JQL-layout heads."""
-    from spark_jql.tiny_models import build_demo_bundle
+    from spark_jql.devtools.tiny_models import build_demo_bundle
 
     return build_demo_bundle(tmp_path_factory.mktemp("gte_bundle"), "gte-tiny", seed=1)
 
 
 @pytest.fixture(scope="session")
 def xlmr_bundle(tmp_path_factory) -> dict:
-    from spark_jql.tiny_models import build_demo_bundle
+    from spark_jql.devtools.tiny_models import build_demo_bundle
 
     return build_demo_bundle(tmp_path_factory.mktemp("xlmr_bundle"), "xlmr-tiny", seed=2)
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from spark_jql.batching import padding_efficiency, plan_micro_batches
+from spark_jql.scoring.batching import padding_efficiency, plan_micro_batches
 
 
 def _check_plan(lengths: list[int], budget: int, max_docs: int, plan: list[list[int]]) -> None:
@@ -121,7 +121,7 @@ def _check_split(plan: list[list[int]], lengths: list[int], pieces: list[list[in
 
 @pytest.mark.parametrize("seed", range(4))
 def test_split_uneven_properties(seed):
-    from spark_jql.batching import split_uneven
+    from spark_jql.scoring.batching import split_uneven
 
     rng = random.Random(seed)
     lengths = [max(1, int(rng.lognormvariate(5, 1.0))) for _ in range(400)]
@@ -133,7 +133,7 @@ def test_split_uneven_properties(seed):
 
 
 def test_split_uneven_small_example():
-    from spark_jql.batching import split_uneven
+    from spark_jql.scoring.batching import split_uneven
 
     lengths = [100, 100, 100, 50, 50]
     # 2 x 100 reaches 200 tokens, but the next one is not shorter; the first 50 is: cut there.
@@ -145,8 +145,8 @@ def test_split_uneven_small_example():
 
 
 def test_split_uneven_leaves_cpu_budgets_alone():
-    from spark_jql.batching import SPLIT_MIN_TOKENS, split_uneven
-    from spark_jql.scorer import CPU_TOKEN_BUDGET
+    from spark_jql.scoring.batching import SPLIT_MIN_TOKENS, split_uneven
+    from spark_jql.scoring.scorer import CPU_TOKEN_BUDGET
 
     assert CPU_TOKEN_BUDGET <= SPLIT_MIN_TOKENS
     rng = random.Random(1)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_jql import evaluate as ev
+from spark_jql.method import evaluate as ev
 
 from .conftest import shared_file
 

@@ -13,7 +13,7 @@ import torch
 
 from spark_jql.config import HeadConfig, ScorerConfig
 from spark_jql.errors import CheckpointError, ModelNotAvailableError
-from spark_jql.heads import (
+from spark_jql.scoring.heads import (
     HEAD_KEYS,
     HeadSet,
     HeadWeights,
@@ -23,8 +23,8 @@ from spark_jql.heads import (
     save_lightning_checkpoint,
     save_safetensors_head,
 )
-from spark_jql.hub import resolve_head_file
-from spark_jql.tiny_models import random_head
+from spark_jql.scoring.hub import resolve_head_file
+from spark_jql.devtools.tiny_models import random_head
 
 
 def reference_head(path: Path) -> torch.nn.Sequential:
@@ -289,7 +289,7 @@ def test_lightning_round_trip(tmp_path):
 def test_input_dim_mismatch_with_embedder(gte_bundle, tmp_path):
     path = save_lightning_checkpoint(random_head("wide", input_dim=48, hidden_dim=16), tmp_path / "wide.ckpt")
     config = ScorerConfig.model_validate({**gte_bundle, "heads": [{"name": "wide", "path": str(path)}]})
-    from spark_jql.scorer import Scorer
+    from spark_jql.scoring.scorer import Scorer
 
     with pytest.raises(CheckpointError) as info:
         Scorer(config, device="cpu")
@@ -300,7 +300,7 @@ def test_input_dim_mismatch_with_embedder(gte_bundle, tmp_path):
 
 
 def test_missing_local_head_through_scorer(gte_bundle, tmp_path):
-    from spark_jql.scorer import Scorer
+    from spark_jql.scoring.scorer import Scorer
 
     path = tmp_path / "nowhere" / "head.ckpt"
     config = ScorerConfig.model_validate({**gte_bundle, "heads": [{"name": "gone", "path": str(path)}]})
@@ -323,7 +323,7 @@ def test_uncached_hub_head_offline_says_how_to_fix(empty_hf_cache):
 
 
 def test_uncached_hub_head_fails_scorer_before_embedder(empty_hf_cache, gte_bundle):
-    from spark_jql.scorer import Scorer
+    from spark_jql.scoring.scorer import Scorer
 
     heads = [{"name": "hub", "repo_id": "nonexistent-org/nonexistent-heads", "filename": "h.ckpt"}]
     with pytest.raises(ModelNotAvailableError, match="nonexistent-org/nonexistent-heads"):

@@ -12,7 +12,7 @@ import pytest
 
 from spark_jql import schema
 from spark_jql.cli import main
-from spark_jql.sample_data import generate_documents, write_jsonl
+from spark_jql.devtools.sample_data import generate_documents, write_jsonl
 from spark_jql.thresholds import Thresholds
 
 from .conftest import as_cli_args, job_overrides

@@ -8,7 +8,7 @@ pytest.importorskip("lingua")
 
 from spark_jql.config import ConfigError, LangIdConfig, load_config  # noqa: E402
 from spark_jql.errors import InputError  # noqa: E402
-from spark_jql.langid import add_language, benchmark, detect, text_script  # noqa: E402
+from spark_jql.spark.langid import add_language, benchmark, detect, text_script  # noqa: E402
 from tests.conftest import shared_file  # noqa: E402
 
 TEXTS = {

@@ -13,7 +13,7 @@ import yaml
 
 from spark_jql.config import JudgeConfig
 from spark_jql.errors import InputError
-from spark_jql.llm_judge import default_prompt, judge_texts, load_prompt, parse_score
+from spark_jql.method.judge import default_prompt, judge_texts, load_prompt, parse_score
 
 
 class FakeJudgeServer:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from spark_jql.progress import BatchTimer, ScoringProgress, Snapshot, estimate, format_duration
+from spark_jql.spark.progress import BatchTimer, ScoringProgress, Snapshot, estimate, format_duration
 
 
 def test_format_duration():
@@ -55,11 +55,11 @@ def test_progress_logs_while_spark_runs(spark, caplog):
         docs.add(n)
         yield n
 
-    logger = logging.getLogger("spark_jql.progress")
-    with caplog.at_level(logging.INFO, logger="spark_jql.progress"):
+    logger = logging.getLogger("spark_jql.spark.progress")
+    with caplog.at_level(logging.INFO, logger="spark_jql.spark.progress"):
         with ScoringProgress(sc, total=40, docs=docs, label="test", interval=0.2, logger=logger) as progress:
             assert sum(sc.parallelize(range(40), 4).mapPartitions(slow).collect()) == 40
-    lines = [r.getMessage() for r in caplog.records if r.name == "spark_jql.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "spark_jql.spark.progress"]
     assert any(line.startswith("test: ") and "/ 40 docs" in line and "ETA" in line for line in lines), lines
     assert lines[-1].startswith("test: done, 40 docs in")
     last = progress.snapshots[-1]
@@ -68,9 +68,9 @@ def test_progress_logs_while_spark_runs(spark, caplog):
 
 
 def test_quiet_by_default(spark, caplog):
-    logger = logging.getLogger("spark_jql.progress")
-    with caplog.at_level(logging.WARNING, logger="spark_jql.progress"):
+    logger = logging.getLogger("spark_jql.spark.progress")
+    with caplog.at_level(logging.WARNING, logger="spark_jql.spark.progress"):
         with ScoringProgress(spark.sparkContext, total=4, interval=0.05, logger=logger) as progress:
             spark.sparkContext.parallelize(range(4), 2).count()
         assert progress._thread is None
-    assert not [r for r in caplog.records if r.name == "spark_jql.progress"]
+    assert not [r for r in caplog.records if r.name == "spark_jql.spark.progress"]

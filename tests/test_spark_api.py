@@ -10,8 +10,8 @@ import pytest
 from spark_jql import schema
 from spark_jql.config import ColumnsConfig, ScorerConfig, ThresholdConfig
 from spark_jql.errors import InputError
-from spark_jql.sample_data import generate_documents
-from spark_jql.scorer import Scorer
+from spark_jql.devtools.sample_data import generate_documents
+from spark_jql.scoring.scorer import Scorer
 from spark_jql.spark import annotate, apply_thresholds, compute_thresholds
 from spark_jql.spark.io import read_input
 from spark_jql.spark.udf import pid_accumulator

@@ -12,9 +12,9 @@ import torch
 import yaml
 
 from spark_jql.config import ConfigError, ScorerConfig, TrainConfig, load_config
-from spark_jql.evaluate import spearman
-from spark_jql.heads import HEAD_KEYS, load_head_file
-from spark_jql.train import (epoch_order, load_embeddings, predict, save_trained_heads, split_indices,
+from spark_jql.method.evaluate import spearman
+from spark_jql.scoring.heads import HEAD_KEYS, load_head_file
+from spark_jql.method.train import (epoch_order, load_embeddings, predict, save_trained_heads, split_indices,
                              train_heads)
 
 FAST = dict(hidden_dim=64, epochs=15, learning_rate=3e-3, batch_size=128, val_fraction=0.2)

@@ -42,7 +42,7 @@ print(scorer.model_dump_json(indent=2))
 
 # COMMAND ----------
 
-from spark_jql.langid import add_language
+from spark_jql.spark.langid import add_language
 
 docs = spark.read.parquet(INPUT)
 if "language" not in docs.columns:

@@ -11,11 +11,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-from .. import schema
-from ..config import ColumnsConfig, ScorerConfig, ThresholdConfig
-from ..errors import InputError
-from ..thresholds import LanguageThreshold, Thresholds, _qkey
-from .udf import make_score_udf
+from spark_jql import schema
+from spark_jql.config import ColumnsConfig, ScorerConfig, ThresholdConfig
+from spark_jql.errors import InputError
+from spark_jql.thresholds import LanguageThreshold, Thresholds, _qkey
+from spark_jql.spark.udf import make_score_udf
 
 _RESULT = "__jql_result"
 

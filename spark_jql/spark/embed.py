@@ -17,10 +17,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, FloatType
 
-from ..config import ScorerConfig
-from ..errors import InputError
-from .api import quoted, require_columns, require_text_column
-from .udf import get_scorer, task_device
+from spark_jql.config import ScorerConfig
+from spark_jql.errors import InputError
+from spark_jql.spark.api import quoted, require_columns, require_text_column
+from spark_jql.spark.udf import get_scorer, task_device
 
 EMBEDDING = "embedding"
 
@@ -106,3 +106,31 @@ def embed(
         *[_path(df, path).alias(name) for name, path in specs.items()],
         udf(quoted(text_column)).alias(EMBEDDING),
     )
+
+
+def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = None, id_column: str | None = "id",
+                     language_path: str | None = None) -> dict:
+    """The ``embed`` stage: read io.input, write its embeddings with labels as parquet, check the row count."""
+    from spark_jql.spark.job import AccountingError
+    from spark_jql.spark.io import join_path, read_input
+
+    from spark_jql.spark.session import session_for
+
+    spark = session_for(cfg)
+    out = output or join_path(cfg.io.output, "embeddings")
+    source = read_input(spark, cfg.io.input, cfg.io.input_format)
+    rows_in = source.count()
+    if language_path:  # an explicit --language wins over the job's columns section
+        language, constant = language_path, None
+    else:
+        constant = cfg.columns.constant_language
+        language = None if constant else cfg.columns.language
+    frame = embed(source, cfg.scorer, cfg.columns.text, id_column,
+                  language, constant, list(labels or []), cfg.spark.arrow_batch_size)
+    frame.write.mode(cfg.io.mode).parquet(out)
+    written = spark.read.parquet(out)
+    rows_out = written.count()
+    if rows_out != rows_in:
+        raise AccountingError(f"embed read {rows_in} rows but wrote {rows_out} to {out}")
+    with_embedding = written.where("embedding IS NOT NULL").count()
+    return {"output": out, "rows": rows_out, "rows_with_embedding": with_embedding, "columns": written.columns}

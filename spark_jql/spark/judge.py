@@ -22,10 +22,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-from ..config import JudgeConfig, JudgeEndpoint
-from ..errors import InputError
-from ..llm_judge import ChatClient, load_prompt
-from .api import quoted, require_text_column
+from spark_jql.config import JudgeConfig, JudgeEndpoint
+from spark_jql.errors import InputError
+from spark_jql.method.judge import ChatClient, load_prompt
+from spark_jql.spark.api import quoted, require_text_column
 
 RESULT_SCHEMA = StructType([
     StructField("score", IntegerType()),
@@ -78,3 +78,35 @@ def judge(df: DataFrame, config: JudgeConfig, text_column: str = "text", arrow_b
     for e in config.judges:
         out += [F.col(f"__jql_judge_{e.name}").getField(f).alias(c) for f, c in added[e.name].items()]
     return wide.select(*out)
+
+
+def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, partitions: int | None = None) -> dict:
+    """The ``judge`` stage: read io.input, write every judge's columns as parquet, summarise scores and errors."""
+    from spark_jql.spark.job import AccountingError
+    from spark_jql.spark.io import join_path, read_input
+
+    from spark_jql.spark.session import session_for
+
+    spark = session_for(cfg)
+    out = output or join_path(cfg.io.output, "judged")
+    source = read_input(spark, cfg.io.input, cfg.io.input_format)
+    if partitions:
+        source = source.repartition(partitions)
+    rows_in = source.count()
+    judge(source, judge_cfg, cfg.columns.text, cfg.spark.arrow_batch_size).write.mode(cfg.io.mode).parquet(out)
+    written = spark.read.parquet(out)
+    rows_out = written.count()
+    if rows_out != rows_in:
+        raise AccountingError(f"judge read {rows_in} rows but wrote {rows_out} to {out}")
+    summary = {"output": out, "rows": rows_out, "judges": {}}
+    for e in judge_cfg.judges:
+        cols = judge_columns(e.name)
+        kind = F.substring_index(cols["error"], ":", 1).alias("error")
+        counts = written.groupBy(F.col(cols["score"]).alias("score"), kind).count().collect()
+        scores, errors = {}, {}
+        for r in counts:
+            scores[str(r["score"])] = scores.get(str(r["score"]), 0) + r["count"]
+            if r["error"] is not None:
+                errors[r["error"]] = errors.get(r["error"], 0) + r["count"]
+        summary["judges"][e.name] = {"scores": dict(sorted(scores.items())), "errors": errors}
+    return summary

@@ -36,3 +36,8 @@ def build_session(master: str | None = None, app_name: str = "spark_jql", conf: 
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_JQL_SPARK_LOG_LEVEL", "WARN"))
     return spark
+
+
+def session_for(config) -> "SparkSession":  # noqa: F821 - pyspark is imported lazily
+    """The session a job config asks for (``spark.master``, ``spark.app_name``, ``spark.conf``)."""
+    return build_session(config.spark.master, config.spark.app_name, config.spark.conf)

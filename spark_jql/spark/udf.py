@@ -18,10 +18,10 @@ from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import BooleanType, FloatType, IntegerType, StructField, StructType
 
-from .. import schema
-from ..config import ScorerConfig
-from ..worker_cache import WorkerCache
-from ..progress import BatchTimer, configure_worker_logging
+from spark_jql import schema
+from spark_jql.config import ScorerConfig
+from spark_jql.worker_cache import WorkerCache
+from spark_jql.spark.progress import BatchTimer, configure_worker_logging
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def get_scorer(config_json: str, device: str, on_build=None):
     """The worker's cached Scorer for this configuration and device (built on first use)."""
 
     def build():
-        from ..scorer import Scorer
+        from spark_jql.scoring.scorer import Scorer
 
         start = time.perf_counter()
         scorer = Scorer(ScorerConfig.model_validate_json(config_json), device=device)

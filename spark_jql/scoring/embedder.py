@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import EmbedderConfig
-from .hub import is_local, model_load_error, require_local
+from spark_jql.config import EmbedderConfig
+from spark_jql.scoring.hub import is_local, model_load_error, require_local
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import load_config
-from .sample_data import generate_documents, write_jsonl
-from .tiny_models import build_demo_bundle
+from spark_jql.config import load_config
+from spark_jql.devtools.sample_data import generate_documents, write_jsonl
+from spark_jql.devtools.tiny_models import build_demo_bundle
 
 
 def demo_overrides(output: str | Path, docs: int = 2000, files: int = 4) -> list[str]:
@@ -33,8 +33,8 @@ def demo_overrides(output: str | Path, docs: int = 2000, files: int = 4) -> list
 
 
 def run_demo(output: str = "demo_output", docs: int = 2000, config: str | None = None, overrides: list[str] | None = None) -> dict:
-    from .job import Job
-    from .spark.session import build_session
+    from spark_jql.spark.job import Job
+    from spark_jql.spark.session import build_session
 
     cfg = load_config(config, demo_overrides(output, docs) + list(overrides or []))
     spark = build_session(cfg.spark.master, cfg.spark.app_name, cfg.spark.conf)

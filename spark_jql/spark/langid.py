@@ -9,7 +9,7 @@ FineWeb2 (GlotLID) uses, so the output lines up with FineWeb2's ``language`` col
 
 Spark-free core: :func:`detect` (texts -> codes, scripts, confidences).
 Spark side: :func:`add_language` (DataFrame in, DataFrame out; a pandas UDF with a
-per-worker detector cache). Benchmark: ``python -m spark_jql.langid FILE.jsonl ...``.
+per-worker detector cache). Benchmark: ``python -m spark_jql.spark.langid FILE.jsonl ...``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from functools import lru_cache
 
 import pandas as pd
 
-from .config import LangIdConfig
-from .errors import InputError
-from .worker_cache import WorkerCache
+from spark_jql.config import LangIdConfig
+from spark_jql.errors import InputError
+from spark_jql.worker_cache import WorkerCache
 
 # lingua ISO 639-3 (macrolanguage) -> the individual language code FineWeb2 / GlotLID uses
 FINEWEB2_CODES = {
@@ -156,7 +156,7 @@ def add_language(df, config: LangIdConfig | None = None, text_column: str = "tex
     from pyspark.sql.functions import pandas_udf
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-    from .spark.api import quoted, require_text_column
+    from spark_jql.spark.api import quoted, require_text_column
 
     config = config or LangIdConfig()
     require_text_column(df, text_column)
@@ -197,8 +197,8 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
     """``spark-jql langid``: read ``io.input``, write parquet with the language columns to ``output``."""
     from pyspark.sql import functions as F
 
-    from .spark.io import join_path, read_input
-    from .spark.session import build_session
+    from spark_jql.spark.io import join_path, read_input
+    from spark_jql.spark.session import build_session
 
     spark = build_session(config.spark.master, config.spark.app_name, config.spark.conf)
     output = output or join_path(config.io.output, "with_language")
@@ -262,7 +262,7 @@ def benchmark(paths: list[str], config: LangIdConfig | None = None, limit: int |
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m spark_jql.langid",
+    p = argparse.ArgumentParser(prog="python -m spark_jql.spark.langid",
                                 description="Benchmark language identification against a reference `language` column (JSON lines).")
     p.add_argument("files", nargs="+")
     p.add_argument("--languages", help="comma-separated codes to choose among (default: all)")

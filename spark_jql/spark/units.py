@@ -15,8 +15,8 @@ import logging
 
 from pyspark.sql import SparkSession
 
-from .errors import InputError
-from .spark.io import delete, exists, join_path, read_text, write_text
+from spark_jql.errors import InputError
+from spark_jql.spark.io import delete, exists, join_path, read_text, write_text
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .heads import HeadWeights, save_lightning_checkpoint
-from .sample_data import all_sentences
+from spark_jql.scoring.heads import HeadWeights, save_lightning_checkpoint
+from spark_jql.devtools.sample_data import all_sentences
 
 ARCHITECTURES = {
     # arctic-embed-m-v2.0 (GTE): 12 layers, hidden 768, 12 heads, gated MLP 3072, vocab 250,048, rope theta 160k.

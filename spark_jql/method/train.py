@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import yaml
 
-from .config import TrainConfig
-from .errors import InputError
-from .evaluate import as_labels, regression_metrics
-from .heads import HeadWeights, save_lightning_checkpoint, save_safetensors_head
+from spark_jql.config import TrainConfig
+from spark_jql.errors import InputError
+from spark_jql.method.evaluate import as_labels, regression_metrics
+from spark_jql.scoring.heads import HeadWeights, save_lightning_checkpoint, save_safetensors_head
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import HeadConfig
-from .errors import ModelNotAvailableError
+from spark_jql.config import HeadConfig
+from spark_jql.errors import ModelNotAvailableError
 
 
 def is_local(path: str) -> bool:

@@ -5,7 +5,7 @@ scores (``annotate``'s parquet write). A daemon thread polls Spark's status
 tracker (tasks done / running / total of the jobs started inside the block) and
 the ``docs`` accumulator (exact, but updated only when a task ends), and logs
 
-    spark_jql.progress: annotate: 1,204,000 / 3,000,000 docs (40.1%), tasks 120/300 done, 16 running, 2,310 docs/s, ETA 13m00s
+    spark_jql.spark.progress: annotate: 1,204,000 / 3,000,000 docs (40.1%), tasks 120/300 done, 16 running, 2,310 docs/s, ETA 13m00s
 
 at INFO every ``interval`` seconds (``SPARK_JQL_PROGRESS_INTERVAL``, default 15).
 ``spark-jql`` logs at WARNING unless ``-v`` is given, so it is quiet by default.
@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-log = logging.getLogger("spark_jql.progress")
+log = logging.getLogger("spark_jql.spark.progress")
 worker_log = logging.getLogger("spark_jql.worker")
 
 DEFAULT_INTERVAL = 15.0

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import schema
-from .batching import plan_micro_batches, split_uneven
-from .config import ScorerConfig
-from .embedder import Embedder, Tokenized
-from .heads import HeadSet, load_head_file
-from .hub import resolve_head_file
+from spark_jql import schema
+from spark_jql.scoring.batching import plan_micro_batches, split_uneven
+from spark_jql.config import ScorerConfig
+from spark_jql.scoring.embedder import Embedder, Tokenized
+from spark_jql.scoring.heads import HeadSet, load_head_file
+from spark_jql.scoring.hub import resolve_head_file
 
 log = logging.getLogger(__name__)
 

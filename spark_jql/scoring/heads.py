@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
+from spark_jql.errors import CheckpointError
 
 HEAD_KEYS = ("layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias")
 LIGHTNING_VERSION = "2.4.0"  # written into checkpoints we save; no Lightning migration applies to it

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .config import JudgeConfig, JudgeEndpoint
-from .errors import InputError
+from spark_jql.config import JudgeConfig, JudgeEndpoint
+from spark_jql.errors import InputError
 
 PLACEHOLDER = "{text}"
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import schema
-from .errors import InputError
+from spark_jql import schema
+from spark_jql.errors import InputError
 
 OVERALL = "__all__"
 LABEL_RULE = "majority vote over ratings; ties -> mean of the tied ratings"

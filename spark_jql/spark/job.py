@@ -23,14 +23,14 @@ import time
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from . import schema
-from .config import JobConfig
-from .errors import InputError
-from .progress import ScoringProgress
-from .spark.api import KEEP, UNKNOWN_LANGUAGE, annotate, compute_thresholds, language_key, mark_rows, quoted, split_marked
-from .spark.io import detect_format, find_bad_files, input_files, input_schema, join_path, read_files, read_text, write_text
-from .units import UnitPlan
-from .thresholds import Thresholds
+from spark_jql import schema
+from spark_jql.config import JobConfig
+from spark_jql.errors import InputError
+from spark_jql.spark.progress import ScoringProgress
+from spark_jql.spark.api import KEEP, UNKNOWN_LANGUAGE, annotate, compute_thresholds, language_key, mark_rows, quoted, split_marked
+from spark_jql.spark.io import detect_format, find_bad_files, input_files, input_schema, join_path, read_files, read_text, write_text
+from spark_jql.spark.units import UnitPlan
+from spark_jql.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,106 @@
+"""``spark-jql``: the JQL stages from a YAML config with ``--set key=value`` overrides.
+
+    spark-jql -c conf/local.yaml run
+    spark-jql run -c conf/local.yaml --set io.input='[data/*.parquet]'
+    spark-jql demo                      # offline demo on generated data
+
+Every subcommand takes ``-c/--config``, ``-s/--set`` and ``-v`` before or after its name;
+``spark-jql <command> --help`` describes it. Exit codes: 0 success, 2 a problem with the
+configuration or the input (one line on stderr), 1 anything else (a traceback).
+
+For job tasks that must fail loudly (Databricks, Airflow), call :func:`run_job`, which
+raises instead of returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from spark_jql.cli import (
+    devtools_commands,
+    job_commands,
+    method_commands,
+    report_commands,
+)
+from spark_jql.cli.registry import Command
+from spark_jql.config import ConfigError
+from spark_jql.errors import SparkJQLError
+
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+
+
+def all_commands() -> list[Command]:
+    """The registry: every subcommand, in the order ``--help`` lists them (each imports its work lazily)."""
+    return [*job_commands.COMMANDS, *method_commands.COMMANDS, *report_commands.COMMANDS, *devtools_commands.COMMANDS]
+
+
+def _global_options(parser: argparse.ArgumentParser, suffix: str = "", suppress: bool = False) -> None:
+    """-c/--set/-v; on subcommands they land in ``*_after`` so values given on both sides merge."""
+    default = (lambda d: argparse.SUPPRESS) if suppress else (lambda d: d)
+    parser.add_argument("--config", "-c", dest="config" + suffix, default=default(None), metavar="PATH",
+                        help="YAML config (see conf/); defaults apply where it is silent")
+    parser.add_argument("--set", "-s", dest="overrides" + suffix, action="append", default=default([]),
+                        metavar="KEY=VALUE", help="override a config value, e.g. --set scorer.token_budget=32768 (repeatable)")
+    parser.add_argument("--verbose", "-v", dest="verbose" + suffix, action="count", default=default(0),
+                        help="more logging (-vv for debug)")
+
+
+def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spark-jql", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for cmd in commands or all_commands():
+        if cmd.passthrough:
+            p = sub.add_parser(cmd.name, help=cmd.help, add_help=False)
+            p.add_argument("passthrough_args", nargs=argparse.REMAINDER)
+            continue
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description or cmd.help,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        _global_options(p, "_after", suppress=True)
+        cmd.add_arguments(p)
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    passthrough = {c.name for c in all_commands() if c.passthrough}
+    if argv[:1] and argv[0] in passthrough:  # its own options, --help included, go to it untouched
+        return argparse.Namespace(command=argv[0], passthrough_args=argv[1:], config=None, overrides=[], verbose=0)
+    args = build_parser().parse_args(argv)
+    args.config = getattr(args, "config_after", None) or args.config
+    args.overrides = list(args.overrides) + list(getattr(args, "overrides_after", []))
+    args.verbose = args.verbose + getattr(args, "verbose_after", 0)
+    return args
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def run_job(argv: list[str]) -> dict | None:
+    """Run one subcommand and return its summary; raises on any failure (for job tasks)."""
+    args = parse_args(list(argv))
+    _setup_logging(args.verbose)
+    command = {c.name: c for c in all_commands()}[args.command]
+    return command.run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: prints the summary as JSON; user errors are one line and exit code 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        result = run_job(argv)
+    except (ConfigError, SparkJQLError) as err:
+        print(f"spark-jql: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if isinstance(result, int):  # passthrough commands (bench) return their own exit code
+        return result
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK

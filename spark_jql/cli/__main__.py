@@ -1,0 +1,5 @@
+import sys
+
+from spark_jql.cli import main
+
+sys.exit(main())

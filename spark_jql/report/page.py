@@ -1,0 +1,159 @@
+"""The report stage: one self-contained HTML page (PNG plots inlined) about a finished run.
+
+Reads ``stats/`` (the scored columns without text), ``thresholds.json`` and, when
+present, ``summary.json``; never the text. Everything heavy is a Spark aggregation
+whose result is small (languages x bins), so the report works on billions of rows:
+
+* per-language histograms of ``jql_score`` (bucketed counts) with the threshold lines;
+* per-head score distributions (bucketed counts) and the Pearson correlation of
+  every pair of heads (Spark's ``corr``);
+* documents and tokens kept per language at each computed quantile (token retention,
+  the number JQL reports against FineWeb2's heuristic filter);
+* the run's counts and throughput from ``summary.json``.
+
+Also writes ``report.json`` next to the page with the same numbers, for scripts.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+
+from pyspark.sql import SparkSession
+
+from spark_jql.report.data import MAX_LANGUAGE_PLOTS, ReportData, collect_report_data
+from spark_jql.report.plots import (
+    _CSS,
+    _digits,
+    plot_correlations,
+    plot_head_distributions,
+    plot_language_histograms,
+    plot_retention,
+)
+from spark_jql.spark.io import join_path, write_text
+from spark_jql.thresholds import _qkey
+
+log = logging.getLogger(__name__)
+
+
+def _fmt_int(v) -> str:
+    return "–" if v is None else f"{int(v):,}"
+
+
+def _pct(a, b) -> str:
+    return "–" if not b else f"{100.0 * a / b:.1f}%"
+
+
+def _count_cells(documents, scored, tokens, thresholds, kept_documents, kept_tokens, qs, dg, bold: bool) -> str:
+    """The numeric cells of one row of the per-language table (the "all" row bolds its counts)."""
+    b = (lambda x: f"<b>{x}</b>") if bold else (lambda x: x)  # noqa: E731
+    cells = f"<td>{b(_fmt_int(documents))}</td><td>{b(_fmt_int(scored))}</td><td>{b(_fmt_int(tokens))}</td>"
+    for q in qs:
+        k = _qkey(q)
+        cells += (f"<td>{thresholds.get(k, float('nan')):.{dg}f}</td>"
+                  f"<td>{b(f'{_fmt_int(kept_documents[k])} ({_pct(kept_documents[k], documents)})')}</td>"
+                  f"<td>{b(_fmt_int(kept_tokens[k]))}</td><td><b>{_pct(kept_tokens[k], tokens)}</b></td>")
+    return cells
+
+
+def render_html(data: ReportData) -> str:
+    e = html.escape
+    qs = data.quantiles
+    fq = data.filter_quantile if data.filter_quantile in qs else qs[0]
+    key = _qkey(fq)
+    dg = _digits(data.score_range[1] - data.score_range[0])
+    t = data.totals
+    ann = data.summary.get("annotate") or {}
+    flt = data.summary.get("filter") or {}
+    cards = [
+        ("documents", _fmt_int(t["documents"])),
+        ("languages", _fmt_int(t["languages"])),
+        ("tokens", _fmt_int(t["tokens"])),
+        (f"documents kept (q{fq:g})", f"{_fmt_int(t['kept_documents'][key])} ({_pct(t['kept_documents'][key], t['documents'])})"),
+        (f"tokens kept (q{fq:g})", f"{_fmt_int(t['kept_tokens'][key])} ({_pct(t['kept_tokens'][key], t['tokens'])})"),
+    ]
+    if ann.get("docs_per_second") is not None:
+        cards.append(("scoring throughput", f"{ann['docs_per_second']:,} docs/s"))
+    if ann.get("seconds") is not None:
+        cards.append(("annotate wall time", f"{ann['seconds']:,} s"))
+    card_html = "".join(f'<div class="card"><div class="v">{e(str(v))}</div><div class="k">{e(k)}</div></div>' for k, v in cards)
+
+    run_rows = [
+        ("input rows", _fmt_int(ann.get("input_rows"))), ("scored rows", _fmt_int(ann.get("scored_rows"))),
+        ("rows with a score", _fmt_int(t["scored"])), ("rows without text (no score)", _fmt_int(t["documents"] - t["scored"])),
+        ("truncated documents", f"{_fmt_int(t['truncated'])} ({_pct(t['truncated'], t['documents'])})"),
+        ("scorer builds (one per Python worker)", _fmt_int(ann.get("scorer_builds"))),
+        ("annotate seconds", e(str(ann.get("seconds", "–")))), ("docs/s", e(str(ann.get("docs_per_second", "–")))),
+        ("filter quantile", e(str(flt.get("quantile", "–")))), ("kept rows (filter stage)", _fmt_int(flt.get("kept_rows"))),
+        ("dropped rows by reason", e(json.dumps(flt.get("dropped_by_reason", {})) if flt else "–")),
+        ("rows with a language without threshold", _fmt_int(flt.get("rows_with_unknown_language"))),
+    ] + [(f"global threshold q{q:g}", f"{data.global_thresholds.get(_qkey(q), float('nan')):.{dg}f}") for q in qs]
+    run_html = "".join(f'<tr><td class="l">{e(k)}</td><td>{v}</td></tr>' for k, v in run_rows)
+
+    head = "".join(f'<th class="l">{e(n)}</th>' for n in data.language_columns)
+    head += "<th>documents</th><th>scored</th><th>tokens</th>"
+    for q in qs:
+        head += f"<th>thr q{q:g}</th><th>docs kept q{q:g}</th><th>tokens kept q{q:g}</th><th>token retention q{q:g}</th>"
+    body = []
+    for lang in data.languages:
+        cells = "".join(f'<td class="l">{e("∅" if v is None else str(v))}</td>' for v in lang.key.values())
+        cells += _count_cells(lang.documents, lang.scored, lang.tokens, lang.thresholds,
+                              lang.kept_documents, lang.kept_tokens, qs, dg, bold=False)
+        body.append(f'<tr class="{"fb" if lang.fallback else ""}">{cells}</tr>')
+    tot = f'<td class="l" colspan="{len(data.language_columns)}"><b>all</b></td>'
+    tot += _count_cells(t["documents"], t["scored"], t["tokens"], data.global_thresholds,
+                        t["kept_documents"], t["kept_tokens"], qs, dg, bold=True)
+    body.append(f"<tr>{tot}</tr>")
+    more = len(data.languages) - MAX_LANGUAGE_PLOTS
+    more_note = f'<p class="note">Plots show the {MAX_LANGUAGE_PLOTS} largest languages; {more} more are in the table.</p>' if more > 0 else ""
+
+    img = lambda b64, alt: f'<img alt="{e(alt)}" src="data:image/png;base64,{b64}">'  # noqa: E731
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>spark_jql report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>
+<body>
+<h1>spark_jql quality report</h1>
+<p class="sub">{e(data.output)} · score <code>{e(data.score_column)}</code> = aggregate of {len(data.heads)} head(s) ·
+quantiles {", ".join(f"{q:g}" for q in qs)} · filter keeps ≥ q{fq:g}</p>
+<div class="cards">{card_html}</div>
+
+<h2>Documents and tokens kept per language</h2>
+<p class="note">Kept = score at or above the language's threshold (computed from <code>stats/</code> and <code>thresholds.json</code>, for every quantile).
+Token retention = tokens of kept documents / all tokens, the measure JQL compares with FineWeb2's heuristic filter.
+Rows in brown use the global threshold (fewer than min_docs documents).</p>
+<div style="overflow-x:auto"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>
+{img(plot_retention(data, fq), "retention per language")}
+
+<h2>Score distribution per language</h2>
+<p class="note">Histogram of <code>{e(data.score_column)}</code> ({data.bins} bins over [{data.score_range[0]:.{_digits(data.score_range[1] - data.score_range[0])}f}, {data.score_range[1]:.{_digits(data.score_range[1] - data.score_range[0])}f}], the 0.2%–99.8% quantile range
+widened to include every threshold; values beyond fall into the edge bins);
+vertical lines are the thresholds (solid: the filter's quantile, dashed: the others).</p>
+{more_note}
+{img(plot_language_histograms(data), "per-language histograms")}
+
+<h2>Heads</h2>
+<p class="note">Distribution of each head's score over all languages ({data.bins} bins per panel, between the 0.2% and 99.8% quantiles;
+values beyond fall into the edge bins), and the Pearson correlation between every pair of heads and the aggregate (Spark's <code>corr</code>).</p>
+{img(plot_head_distributions(data), "per-head distributions")}
+{img(plot_correlations(data), "head correlations")}
+
+<h2>Run</h2>
+<table><tbody>{run_html}</tbody></table>
+<p class="note">From <code>summary.json</code> (the last run of each stage) and <code>stats/</code>. Generated by <code>spark-jql report</code>.</p>
+</body></html>
+"""
+
+
+def write_report(spark: SparkSession, output: str, path: str | None = None, bins: int = 40,
+                 filter_quantile: float | None = None) -> dict:
+    """Build the report for the run under ``output``; write ``report.html`` and ``report.json``. Returns a summary."""
+    data = collect_report_data(spark, output, bins=bins, filter_quantile=filter_quantile)
+    page = render_html(data)
+    path = path or join_path(output, "report.html")
+    write_text(spark, path, page)
+    json_path = path[: -len(".html")] + ".json" if path.endswith(".html") else path + ".json"
+    write_text(spark, json_path, data.to_json())
+    log.info("report: %s", path)
+    return {"report": path, "report_json": json_path, "languages": data.totals["languages"],
+            "documents": data.totals["documents"], "bytes": len(page.encode("utf-8"))}
