@@ -79,11 +79,69 @@ def test_evaluate_overall_and_per_language():
 
 
 def test_rank_judges_per_language():
-    ranking = ev.rank_judges(_frame(), "human", ["judge_noise", "judge_gemma", "judge_llama"], language="metadata.language")
-    assert [r["judge"] for r in ranking["overall"]] == ["judge_llama", "judge_gemma", "judge_noise"]
-    for lang, ordered in ranking["per_language"].items():
-        assert ordered[0]["judge"] == "judge_llama" and ordered[0]["documents"] == 80
-    assert "judge_llama" in ev.format_ranking(ranking)
+    ranking = ev.rank_judges(_frame(), "human", ["judge_noise", "judge_gemma", "judge_llama"], language="metadata.language",
+                             resamples=200)
+    assert [r["judge"] for r in ranking["overall"]["judges"]] == ["judge_llama", "judge_gemma", "judge_noise"]
+    for lang, block in ranking["per_language"].items():
+        assert block["judges"][0]["judge"] == "judge_llama" and block["judges"][0]["documents"] == 80
+        assert block["common_documents"] == 80
+    text = ev.format_ranking(ranking)
+    assert "judge_llama" in text and "Spearman per language" in text and "mean" in text
+
+
+def test_abstaining_judge_is_ranked_on_the_common_documents():
+    """A judge that abstains on its worst documents must not outrank one that answered everything."""
+    rng = np.random.default_rng(3)
+    n = 300
+    truth = rng.integers(0, 6, n).astype(float)
+    steady = truth + rng.normal(0, 0.8, n)
+    cherry = truth + rng.normal(0, 0.8, n)
+    cherry[np.argsort(-np.abs(cherry - truth))[:52]] += rng.normal(0, 6, 52)  # 52 wild answers...
+    picky = cherry.copy()
+    picky[np.argsort(-np.abs(cherry - truth))[:52]] = np.nan  # ...that the picky judge leaves out instead
+    frame = pd.DataFrame({"human": truth, "judge_steady": steady, "judge_picky": pd.array(picky)})
+    own = ev.regression_metrics(picky, truth)["spearman"]
+    assert own > ev.regression_metrics(steady, truth)["spearman"]  # the old, per-judge ranking put picky first
+    ranking = ev.rank_judges(frame, "human", ["judge_picky", "judge_steady"], resamples=100)
+    rows = {r["judge"]: r for r in ranking["overall"]["judges"]}
+    assert ranking["overall"]["common_documents"] == n - 52 and rows["judge_steady"]["documents"] == n - 52
+    assert rows["judge_picky"]["coverage"] == round((n - 52) / n, 4) and rows["judge_steady"]["coverage"] == 1.0
+    assert rows["judge_picky"]["spearman_own"] == pytest.approx(own)
+    assert "coverage" in ev.format_ranking(ranking)
+
+
+def test_bootstrap_intervals_are_seeded_and_cover_the_estimate():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 6, 400).astype(float)
+    pred = truth + rng.normal(0, 1.5, 400)
+    a = ev.regression_metrics(pred, truth, resamples=300, seed=1)
+    assert a == ev.regression_metrics(pred, truth, resamples=300, seed=1)
+    assert a != ev.regression_metrics(pred, truth, resamples=300, seed=2)
+    for key in ("spearman", "pearson", "mse"):
+        low, high = a[f"{key}_ci"]
+        assert low < a[key] < high
+    wide = ev.regression_metrics(pred[:40], truth[:40], resamples=300, seed=1)["spearman_ci"]
+    assert wide[1] - wide[0] > a["spearman_ci"][1] - a["spearman_ci"][0]  # fewer documents, wider interval
+    assert ev.regression_metrics([1.0], [2.0], resamples=10)["spearman_ci"] is None
+
+
+@pytest.mark.parametrize("column, values, fragment", [
+    ("human", ["12", "3", None], "'12'"),
+    ("human", [[1, "2"], [3], None], "'2'"),
+    ("human", [True, False, True], "bool"),
+    ("judge_a", ["1", "2", "3"], "'1'"),
+])
+def test_text_labels_and_predictions_are_errors_naming_the_column(column, values, fragment):
+    frame = pd.DataFrame({"human": [1.0, 2.0, 3.0], "judge_a": [1.0, 2.0, 3.0]})
+    frame[column] = values
+    with pytest.raises(ev.InputError, match=rf"column '{column}' must hold numbers.*{fragment}"):
+        ev.rank_judges(frame, "human", ["judge_a"], resamples=0)
+
+
+def test_numbers_of_every_type_read_as_numbers():
+    assert ev.as_labels(pd.Series([12, None], dtype="Int32"), "x").tolist()[0] == 12.0
+    assert ev.as_labels([12, [4, 4, 1], np.int64(3), None], "x")[:3].tolist() == [12.0, 4.0, 3.0]
+    assert np.isnan(ev.as_numbers(pd.Series([1, None], dtype="Int8"), "x")[1])
 
 
 def test_cli_evaluate_and_rank_judges(tmp_path, capsys):
@@ -98,8 +156,12 @@ def test_cli_evaluate_and_rank_judges(tmp_path, capsys):
     assert set(report["per_language"]) == {"deu", "fra", "spa"}
     assert main(["rank-judges", "--input", str(path), "--label", "human", "--output", str(tmp_path / "rank.json")]) == 0
     ranking = json.loads((tmp_path / "rank.json").read_text())
-    assert ranking["overall"][0]["judge"] == "judge_llama" and len(ranking["overall"]) == 3
+    assert ranking["overall"]["judges"][0]["judge"] == "judge_llama" and len(ranking["overall"]["judges"]) == 3
+    assert ranking["overall"]["judges"][0]["spearman_ci"] is not None
     assert main(["evaluate", "--input", str(path), "--label", "missing"]) == 2
+    capsys.readouterr()
+    assert main(["evaluate", "--input", str(path), "--label", "human", "--bootstrap", "0"]) == 0
+    assert "[" not in capsys.readouterr().out.split("\n", 2)[2]  # no intervals asked, none shown
 
 
 def test_human_ground_truth_file():

@@ -83,8 +83,20 @@ def _evaluation_arguments(columns_flag: str):
         v.add_argument("--language", dest="language_path", help="language column or path (e.g. metadata.language)")
         v.add_argument("--constant-language", help="one language for every row")
         v.add_argument("--output", help="write the report as JSON here")
+        v.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                       help="bootstrap resamples for the confidence intervals (0: none; default 1000)")
+        v.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
+        v.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
 
     return add
+
+
+def _bootstrap(args: argparse.Namespace) -> tuple[int, int, float]:
+    from spark_jql.errors import InputError
+
+    if args.bootstrap < 0 or not 0 < args.level < 1:
+        raise InputError(f"--bootstrap must be >= 0 and --level in (0, 1), got {args.bootstrap} and {args.level}")
+    return args.bootstrap, args.seed, args.level
 
 
 def _write_report_json(path: str | None, text: str) -> None:
@@ -97,7 +109,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from spark_jql.method import evaluate as ev
 
     frame = ev.read_table(args.input)
-    report = ev.evaluate(frame, args.label, args.columns, args.language_path, args.constant_language)
+    report = ev.evaluate(frame, args.label, args.columns, args.language_path, args.constant_language, *_bootstrap(args))
     print(ev.format_report(report))
     _write_report_json(args.output, ev.to_json(report))
 
@@ -110,7 +122,7 @@ def _rank_judges(args: argparse.Namespace) -> None:
     judges = args.columns or [c for c in frame.columns if c.startswith("judge_") and not c.endswith(("_raw", "_error", "_attempts"))]
     if not judges:
         raise InputError(f"no --judges given and no judge_<name> columns in {list(frame.columns)}")
-    report = ev.rank_judges(frame, args.label, judges, args.language_path, args.constant_language)
+    report = ev.rank_judges(frame, args.label, judges, args.language_path, args.constant_language, *_bootstrap(args))
     print(ev.format_ranking(report))
     _write_report_json(args.output, ev.to_json(report))
 
@@ -146,5 +158,6 @@ COMMANDS = [
             description="JQL step 1 check: correlate score columns with (human) labels, overall and per language."),
     Command("rank-judges", "rank LLM judges by Spearman against human labels, per language (no Spark)", _rank_judges,
             _evaluation_arguments("--judges"),
-            description="JQL step 2 selection: rank judge_<name> columns by Spearman with the human labels."),
+            description="JQL step 2 selection: rank judge_<name> columns by Spearman with the human labels, all judges\n"
+                        "on the documents every judge answered (coverage shown), with bootstrap intervals."),
 ]

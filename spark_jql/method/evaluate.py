@@ -9,7 +9,14 @@ anywhere the scored parquet or a JSON-lines file can be read.
 Human label rule (``reduce_ratings``): the most frequent rating; when several
 ratings are equally frequent, the mean of those tied ratings. ``[1, 1, 3] -> 1``,
 ``[1, 2] -> 1.5``, ``[0, 2, 2, 4, 4] -> 3``. A single number passes through;
-``None`` or an empty list gives NaN (the document is not counted).
+``None`` or an empty list gives NaN (the document is not counted). Labels and
+predictions must be numbers: a text column (``'12'``) is an error naming the
+column, never parsed character by character or coerced to NaN.
+
+Confidence intervals: percentile bootstrap over documents (``resamples`` draws with
+replacement, seeded, so a report is reproducible). Judges are ranked on the
+documents *every* judge answered (and that have a label), with each judge's
+coverage shown: a judge cannot climb the ranking by abstaining on hard documents.
 """
 
 from __future__ import annotations
@@ -31,13 +38,33 @@ LABEL_RULE = "majority vote over ratings; ties -> mean of the tied ratings"
 
 
 # -- label reduction ------------------------------------------------------------------------------
-def reduce_ratings(value) -> float:
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _not_a_number(column: str, value) -> InputError:
+    return InputError(
+        f"column {column!r} must hold numbers (or lists of numbers for rating columns); found "
+        f"{type(value).__name__} {value!r:.60}: cast it to a numeric type first"
+    )
+
+
+def reduce_ratings(value, column: str = "label") -> float:
     """One label from one or several ratings (see the module docstring for the rule)."""
-    if value is None:
+    if _is_missing(value):
         return math.nan
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    if _is_number(value):
         return float(value)
-    ratings = [float(v) for v in value if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if isinstance(value, (str, bytes, dict, bool, np.bool_)) or not isinstance(value, (list, tuple, np.ndarray)):
+        raise _not_a_number(column, value)
+    bad = [v for v in value if not _is_missing(v) and not _is_number(v)]
+    if bad:
+        raise _not_a_number(column, bad[0])
+    ratings = [float(v) for v in value if not _is_missing(v)]
     if not ratings:
         return math.nan
     counts = Counter(ratings)
@@ -46,9 +73,24 @@ def reduce_ratings(value) -> float:
     return float(sum(tied) / len(tied))
 
 
-def as_labels(values: Iterable) -> np.ndarray:
-    """A column of numbers or rating lists -> float64 labels (NaN where missing)."""
-    return np.array([reduce_ratings(v) for v in values], dtype=np.float64)
+def as_labels(values: Iterable, column: str = "label") -> np.ndarray:
+    """A column of numbers or rating lists -> float64 labels (NaN where missing); text is an error naming ``column``."""
+    if isinstance(values, pd.Series) and pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return as_numbers(values, column)
+    return np.array([reduce_ratings(v, column) for v in values], dtype=np.float64)
+
+
+def as_numbers(values, column: str) -> np.ndarray:
+    """A column of numbers (nullable ints included) -> float64 with NaN for missing; anything else names ``column``."""
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    if pd.api.types.is_bool_dtype(series):
+        raise _not_a_number(column, series.iloc[0] if len(series) else True)
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = next((v for v in series if not _is_missing(v) and not _is_number(v)), None)
+    if bad is not None:
+        raise _not_a_number(column, bad)
+    return np.array([math.nan if _is_missing(v) else float(v) for v in series], dtype=np.float64)
 
 
 # -- metrics --------------------------------------------------------------------------------------
@@ -77,8 +119,12 @@ def _finite_pairs(pred, truth) -> tuple[np.ndarray, np.ndarray]:
     return p[keep], t[keep]
 
 
-def regression_metrics(pred, truth) -> dict:
-    """``documents`` (finite pairs), ``spearman``, ``pearson``, ``mse``; undefined values are None."""
+def regression_metrics(pred, truth, resamples: int = 0, seed: int = 0, level: float = 0.95) -> dict:
+    """``documents`` (finite pairs), ``spearman``, ``pearson``, ``mse``; undefined values are None.
+
+    With ``resamples > 0`` also ``spearman_ci``, ``pearson_ci``, ``mse_ci``: [low, high]
+    percentile-bootstrap intervals at ``level`` (see ``bootstrap_intervals``).
+    """
     p, t = _finite_pairs(pred, truth)
     n = len(p)
     out = {
@@ -87,7 +133,52 @@ def regression_metrics(pred, truth) -> dict:
         "pearson": _pearson(p, t) if n >= 2 else math.nan,
         "mse": float(((p - t) ** 2).mean()) if n else math.nan,
     }
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+    out = {k: _clean(v) for k, v in out.items()}
+    if resamples > 0:
+        out.update(bootstrap_intervals(p, t, resamples, seed, level))
+    return out
+
+
+def _clean(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denom = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (a * b).sum(axis=1) / denom, np.nan)
+
+
+def bootstrap_intervals(pred, truth, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile-bootstrap [low, high] for Spearman, Pearson and MSE over finite pairs.
+
+    The resampled rows depend only on ``seed`` and the number of pairs, so columns
+    compared on the same documents (judges on their common set) get paired resamples.
+    Resamples where a correlation is undefined (constant side) are left out; fewer than
+    two pairs give None.
+    """
+    p, t = _finite_pairs(pred, truth)
+    n = len(p)
+    if n < 2 or resamples < 1:
+        return {"spearman_ci": None, "pearson_ci": None, "mse_ci": None}
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, 2_000_000 // n))  # bound the (chunk, n) matrices to ~16 MB each
+    stats = {"spearman": [], "pearson": [], "mse": []}
+    for start in range(0, resamples, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))
+        ps, ts = p[idx], t[idx]
+        stats["pearson"].append(_rowwise_pearson(ps, ts))
+        stats["spearman"].append(_rowwise_pearson(pd.DataFrame(ps).rank(axis=1).to_numpy(), pd.DataFrame(ts).rank(axis=1).to_numpy()))
+        stats["mse"].append(((ps - ts) ** 2).mean(axis=1))
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for name, parts in stats.items():
+        values = np.concatenate(parts)
+        values = values[np.isfinite(values)]
+        out[f"{name}_ci"] = [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))] if len(values) else None
+    return out
 
 
 # -- reading columns ------------------------------------------------------------------------------
@@ -137,36 +228,46 @@ def _languages(frame: pd.DataFrame, language: str | None, constant_language: str
 
 
 # -- reports --------------------------------------------------------------------------------------
+def _columns(frame: pd.DataFrame, label: str, predictions: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    truth = as_labels(get_path(frame, label), label)
+    return truth, {p: as_numbers(get_path(frame, p), p) for p in predictions}
+
+
+def _language_masks(frame, language, constant_language) -> dict[str, np.ndarray]:
+    if language is None and constant_language is None:
+        return {}
+    langs = _languages(frame, language, constant_language).to_numpy()
+    return {lang: langs == lang for lang in sorted(set(langs))}
+
+
 def evaluate(
     frame: pd.DataFrame,
     label: str,
     predictions: Sequence[str] | None = None,
     language: str | None = None,
     constant_language: str | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> dict:
-    """Metrics of each prediction column against ``label``, overall and per language."""
+    """Metrics of each prediction column against ``label``, overall and per language, with bootstrap intervals."""
     predictions = list(predictions or default_prediction_columns(frame.columns))
     if not predictions:
         raise InputError(f"no prediction columns given and none named score_* or jql_score in {list(frame.columns)}")
-    truth = as_labels(get_path(frame, label))
-    preds = {p: pd.to_numeric(get_path(frame, p), errors="coerce").to_numpy(dtype=np.float64) for p in predictions}
-    langs = _languages(frame, language, constant_language).to_numpy()
+    truth, preds = _columns(frame, label, predictions)
 
     def block(mask) -> dict:
-        return {p: regression_metrics(v[mask], truth[mask]) for p, v in preds.items()}
+        return {p: regression_metrics(v[mask], truth[mask], resamples, seed, level) for p, v in preds.items()}
 
-    per_language = {}
-    if language is not None or constant_language is not None:
-        for lang in sorted(set(langs)):
-            per_language[lang] = block(langs == lang)
     return {
         "label": label,
         "label_rule": LABEL_RULE,
         "predictions": predictions,
+        "bootstrap": {"resamples": resamples, "seed": seed, "level": level},
         "documents": int(len(frame)),
         "labelled_documents": int(np.isfinite(truth).sum()),
         "overall": block(np.ones(len(frame), dtype=bool)),
-        "per_language": per_language,
+        "per_language": {lang: block(mask) for lang, mask in _language_masks(frame, language, constant_language).items()},
     }
 
 
@@ -176,24 +277,58 @@ def rank_judges(
     judges: Sequence[str],
     language: str | None = None,
     constant_language: str | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> dict:
-    """Judges ordered by Spearman against the human label, overall and per language (best first)."""
-    report = evaluate(frame, label, judges, language, constant_language)
+    """Judges ordered by Spearman against the human label, best first, overall and per language.
 
-    def order(block: dict) -> list[dict]:
-        rows = [{"judge": j, **m} for j, m in block.items()]
-        return sorted(rows, key=lambda r: (r["spearman"] is None, -(r["spearman"] or 0.0), r["judge"]))
+    Every judge is measured on the same documents: those with a label that *all* judges
+    answered. Each row also carries ``answered`` (labelled documents this judge scored),
+    ``coverage`` (answered / labelled) and ``spearman_own`` (on everything it answered),
+    so an abstaining judge shows up as low coverage instead of a high rank.
+    """
+    judges = list(judges)
+    if not judges:
+        raise InputError("rank-judges needs at least one judge column")
+    truth, preds = _columns(frame, label, judges)
+    labelled = np.isfinite(truth)
+    common = labelled & np.logical_and.reduce([np.isfinite(v) for v in preds.values()])
 
+    def order(mask) -> dict:
+        rows = []
+        for j, v in preds.items():
+            answered = int((mask & labelled & np.isfinite(v)).sum())
+            n_labelled = int((mask & labelled).sum())
+            rows.append({
+                "judge": j,
+                **regression_metrics(v[mask & common], truth[mask & common], resamples, seed, level),
+                "answered": answered,
+                "coverage": round(answered / n_labelled, 4) if n_labelled else None,
+                "spearman_own": regression_metrics(v[mask], truth[mask])["spearman"],
+            })
+        ranked = sorted(rows, key=lambda r: (r["spearman"] is None, -(r["spearman"] or 0.0), r["judge"]))
+        return {"labelled_documents": int((mask & labelled).sum()), "common_documents": int((mask & common).sum()), "judges": ranked}
+
+    overall = order(np.ones(len(frame), dtype=bool))
+    per_language = {lang: order(mask) for lang, mask in _language_masks(frame, language, constant_language).items()}
     return {
         "label": label,
         "label_rule": LABEL_RULE,
-        "overall": order(report["overall"]),
-        "per_language": {lang: order(block) for lang, block in report["per_language"].items()},
+        "compared_on": "documents with a label that every judge answered",
+        "bootstrap": {"resamples": resamples, "seed": seed, "level": level},
+        "overall": overall,
+        "per_language": per_language,
     }
 
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _fmt_ci(m: dict, key: str) -> str:
+    ci = m.get(f"{key}_ci")
+    return _fmt(m[key]) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -203,23 +338,52 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def language_table(per_language: dict[str, dict[str, dict]], columns: Sequence[str], metric: str = "spearman") -> str:
+    """JQL's layout: one row per language, one column per model/judge, ``metric`` in the cells, then the mean."""
+    rows = [["language", *columns]]
+    for lang, block in per_language.items():
+        rows.append([lang, *(_fmt(block[c][metric]) if c in block else "-" for c in columns)])
+    means = []
+    for c in columns:
+        values = [b[c][metric] for b in per_language.values() if c in b and b[c][metric] is not None]
+        means.append(_fmt(float(np.mean(values))) if values else "-")
+    rows.append(["mean", *means])
+    return _table(rows)
+
+
+def _intervals(report: dict) -> str:
+    b = report.get("bootstrap") or {}
+    return f"; [{b['level']:.0%} bootstrap CI, {b['resamples']} resamples, seed {b['seed']}]" if b.get("resamples") else ""
+
+
 def format_report(report: dict) -> str:
-    """A fixed-width table: one row per (language, prediction column)."""
+    """A fixed-width table (one row per language and prediction column), then the per-language Spearman table."""
     rows = [["language", "prediction", "docs", "spearman", "pearson", "mse"]]
     blocks = [("all", report["overall"])] + list(report["per_language"].items())
     for lang, block in blocks:
         for pred, m in block.items():
-            rows.append([lang, pred, _fmt(m["documents"]), _fmt(m["spearman"]), _fmt(m["pearson"]), _fmt(m["mse"])])
-    return f"label: {report['label']} ({report['label_rule']})\n" + _table(rows)
+            rows.append([lang, pred, _fmt(m["documents"]), _fmt_ci(m, "spearman"), _fmt_ci(m, "pearson"), _fmt_ci(m, "mse")])
+    text = f"label: {report['label']} ({report['label_rule']}){_intervals(report)}\n" + _table(rows)
+    if report["per_language"]:
+        text += "\n\nSpearman per language\n" + language_table(report["per_language"], report["predictions"])
+    return text
 
 
 def format_ranking(ranking: dict) -> str:
-    rows = [["language", "rank", "judge", "docs", "spearman", "pearson", "mse"]]
+    rows = [["language", "rank", "judge", "docs", "answered", "coverage", "spearman", "pearson", "mse", "spearman_own"]]
     blocks = [("all", ranking["overall"])] + list(ranking["per_language"].items())
-    for lang, ordered in blocks:
-        for i, m in enumerate(ordered, 1):
-            rows.append([lang, str(i), m["judge"], _fmt(m["documents"]), _fmt(m["spearman"]), _fmt(m["pearson"]), _fmt(m["mse"])])
-    return f"label: {ranking['label']} ({ranking['label_rule']})\n" + _table(rows)
+    for lang, block in blocks:
+        for i, m in enumerate(block["judges"], 1):
+            rows.append([lang, str(i), m["judge"], _fmt(m["documents"]), _fmt(m["answered"]), _fmt(m["coverage"]),
+                         _fmt_ci(m, "spearman"), _fmt_ci(m, "pearson"), _fmt_ci(m, "mse"), _fmt(m["spearman_own"])])
+    text = (f"label: {ranking['label']} ({ranking['label_rule']}){_intervals(ranking)}\n"
+            f"compared on {ranking['compared_on']}: {ranking['overall']['common_documents']} of "
+            f"{ranking['overall']['labelled_documents']} labelled documents\n" + _table(rows))
+    if ranking["per_language"]:
+        judges = [r["judge"] for r in ranking["overall"]["judges"]]
+        per = {lang: {r["judge"]: r for r in block["judges"]} for lang, block in ranking["per_language"].items()}
+        text += "\n\nSpearman per language (common documents)\n" + language_table(per, judges)
+    return text
 
 
 def to_json(report: dict) -> str:
