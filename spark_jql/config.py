@@ -7,7 +7,11 @@ wrong type fails before Spark starts, with the offending key in the message.
 
 from __future__ import annotations
 
-from pathlib import Path
+import fnmatch
+import os
+import posixpath
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
@@ -16,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 DEFAULT_EMBEDDER = "Snowflake/snowflake-arctic-embed-m-v2.0"
 JQL_HEADS_REPO = "Jackal-AI/JQL-Edu-Heads"
 DEFAULT_MAX_LENGTH = 8192
+INT_MAX = 2**31 - 1  # Spark's Int.MaxValue: the largest percentile_approx accuracy and batch size it takes
+# Column names spark_jql writes (schema.py's, and units.UNIT_COLUMN); an input column may not be read as one.
+WRITTEN_PREFIXES = ("score_", "jql_", "_jql_", "__jql")
+OUTPUT_SUBDIRS = ("scored", "stats", "filtered", "dropped", "embeddings", "judged", "with_language")
 
 
 class ConfigError(ValueError):
@@ -118,10 +126,10 @@ class ScorerConfig(_Strict):
 class ColumnsConfig(_Strict):
     """Names of the columns spark_jql reads and writes."""
 
-    text: str = "text"
+    text: str = Field("text", min_length=1)
     language: list[str] = Field(default_factory=lambda: ["language"])
     constant_language: str | None = Field(
-        None, description="Monolingual input: use this language instead of reading a column."
+        None, min_length=1, description="Monolingual input: use this language instead of reading a column."
     )
 
     @field_validator("language", mode="before")
@@ -129,10 +137,43 @@ class ColumnsConfig(_Strict):
     def _as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("text")
+    @classmethod
+    def _text_not_written(cls, value: str) -> str:
+        if value.startswith(WRITTEN_PREFIXES):
+            raise ValueError(f"{value!r} is a name spark_jql writes ({', '.join(WRITTEN_PREFIXES)}...), not an input text column")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language_names(cls, values: list[str]) -> list[str]:
+        if any(not v for v in values):
+            raise ValueError("a language column name is empty")
+        if len(set(values)) != len(values):
+            raise ValueError(f"language columns repeat: {values}")
+        written = [v for v in values if v.startswith(WRITTEN_PREFIXES)]
+        if written:
+            raise ValueError(f"{written} are names spark_jql writes, not input language columns")
+        return values
+
+    @model_validator(mode="after")
+    def _some_language(self) -> "ColumnsConfig":
+        if not self.language and self.constant_language is None:
+            raise ValueError(
+                "language is empty: name the language column(s), e.g. [language], or set "
+                "columns.constant_language for monolingual input"
+            )
+        if self.constant_language is None and self.text in self.language:
+            raise ValueError(f"text column {self.text!r} is also a language column")
+        return self
+
 
 class ThresholdConfig(_Strict):
     quantiles: list[float] = Field(default_factory=lambda: [0.6, 0.7], min_length=1)
-    relative_error: float = Field(0.001, gt=0, lt=1, description="percentile_approx accuracy = 1/relative_error.")
+    relative_error: float = Field(
+        0.001, gt=0, lt=1,
+        description="percentile_approx accuracy = 1/relative_error; Spark takes at most 2^31-1, so >= 4.66e-10.",
+    )
     min_docs: int = Field(1000, ge=1, description="Languages with fewer scored documents use the global threshold.")
 
     @field_validator("quantiles")
@@ -143,6 +184,16 @@ class ThresholdConfig(_Strict):
             raise ValueError(f"quantiles must lie strictly between 0 and 1, got {bad}")
         return sorted(set(values))
 
+    @field_validator("relative_error")
+    @classmethod
+    def _spark_accuracy(cls, value: float) -> float:
+        if round(1.0 / value) > INT_MAX:
+            raise ValueError(
+                f"{value} is below 1/2147483647 (4.66e-10): Spark's percentile_approx takes an accuracy "
+                "(1/relative_error) of at most 2147483647; 0.001 (the default) to 1e-6 are typical"
+            )
+        return value
+
 
 class FilterConfig(_Strict):
     quantile: float = Field(0.6, gt=0, lt=1, description="Which computed quantile's threshold to keep above.")
@@ -152,7 +203,7 @@ class FilterConfig(_Strict):
 class SparkConfig(_Strict):
     master: str | None = Field(None, description="Spark master for local runs; None leaves it to spark-submit.")
     app_name: str = "spark_jql"
-    arrow_batch_size: int = Field(2048, ge=1, description="Rows per Arrow batch handed to the scoring UDF.")
+    arrow_batch_size: int = Field(2048, ge=1, le=INT_MAX, description="Rows per Arrow batch handed to the scoring UDF.")
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
 
     @field_validator("conf", mode="before")
@@ -181,6 +232,72 @@ class IOConfig(_Strict):
     def _as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("input")
+    @classmethod
+    def _no_empty_input(cls, values: list[str]) -> list[str]:
+        if any(not v.strip() for v in values):
+            raise ValueError(f"an input path is empty: {values}")
+        return values
+
+    @field_validator("output")
+    @classmethod
+    def _not_a_root(cls, value: str) -> str:
+        if is_filesystem_root(value):
+            raise ValueError(
+                f"output {value!r} is {'empty' if not value.strip() else 'the root of a filesystem'}; stages replace "
+                "scored/, stats/, filtered/ ... under it, so give a directory of its own, e.g. out/jql"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _output_apart_from_input(self) -> "IOConfig":
+        clash = output_overlaps_input(self.output, self.input)
+        if clash:
+            raise ValueError(clash)
+        return self
+
+
+def _split_uri(path: str) -> tuple[str, str]:
+    """(scheme://authority, path) for URIs, ('', normalised absolute path) for local paths."""
+    path = path.strip()
+    if path.startswith("file:"):
+        path = re.sub(r"^file:(//)?", "", path)
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/]*)(.*)$", path)
+    if match:
+        return match.group(1), posixpath.normpath("/" + match.group(2)) if match.group(2).strip("/") else "/"
+    return "", os.path.normpath(os.path.abspath(os.path.expanduser(path))) if path else ""
+
+
+def is_filesystem_root(path: str) -> bool:
+    """'' , '/', 'file:///', 's3://bucket/' ...: places where replacing scored/ is never what was meant."""
+    if not path.strip():
+        return True
+    _, local = _split_uri(path)
+    return local in ("/", "")
+
+
+def output_overlaps_input(output: str, inputs: list[str]) -> str | None:
+    """Why ``output`` may not be used with ``inputs`` (None if it may): outputs inside an input, or the reverse.
+
+    Lexical (works for every filesystem): an input directory or a glob that covers the output would read
+    the outputs back as input on the next run; an input inside scored/, filtered/ ... would be replaced.
+    """
+    out_fs, out = _split_uri(output)
+    for pattern in inputs:
+        in_fs, inp = _split_uri(pattern)
+        if in_fs != out_fs or not inp:
+            continue
+        if any(c in inp for c in "*?["):
+            ancestors = [out] + [str(p) for p in PurePosixPath(out).parents]
+            if any(fnmatch.fnmatchcase(a, inp) for a in ancestors):
+                return f"output {output!r} lies inside the input {pattern!r}: the next run would read its outputs as input"
+        elif out == inp or out.startswith(inp.rstrip("/") + "/"):
+            return f"output {output!r} lies inside the input {pattern!r}: the next run would read its outputs as input"
+        managed = [posixpath.join(out, d) for d in OUTPUT_SUBDIRS]
+        if any(inp == m or inp.startswith(m + "/") for m in managed):
+            return f"input {pattern!r} lies inside the output's own directories under {output!r}, which a run replaces"
+    return None
+
 
 class JobConfig(_Strict):
     """A whole spark-jql run."""
@@ -202,13 +319,14 @@ class JobConfig(_Strict):
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+    """One line (the CLI prints errors as one line): ``invalid configuration (src): key: why (got x); key2: ...``."""
+    parts = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        shown = e["type"] != "extra_forbidden" and not isinstance(e["input"], dict)
-        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if shown else ""))
-    return "\n".join(lines)
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        shown = e["type"] not in ("extra_forbidden", "value_error") and not isinstance(e["input"], dict)
+        parts.append(f"{key}: {msg}" + (f" (got {e['input']!r})" if shown else ""))
+    return f"invalid configuration ({source}): " + "; ".join(parts)
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:

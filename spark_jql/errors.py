@@ -15,3 +15,33 @@ class ModelNotAvailableError(SparkJQLError):
 
 class InputError(SparkJQLError):
     """The input data is missing, unreadable or lacks a needed column."""
+
+
+class ThresholdsError(InputError):
+    """A thresholds.json is unreadable, tampered with, or lacks what the filter needs."""
+
+
+class ModelFilesError(ModelNotAvailableError):
+    """A model folder is incomplete or inconsistent: missing or foreign tokenizer, corrupt weights."""
+
+
+class WorkerLoadError(SparkJQLError):
+    """The scorer (or another per-worker model) could not be built on an executor."""
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def worker_error(err: BaseException) -> WorkerLoadError | None:
+    """The WorkerLoadError an executor raised, out of the Spark exception that carries its traceback."""
+    marker = f"{WorkerLoadError.__module__}.{WorkerLoadError.__name__}: "
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        for line in str(err).splitlines():
+            if marker in line:
+                return WorkerLoadError(line.split(marker, 1)[1].strip())
+        err = err.__cause__ or err.__context__
+    return None

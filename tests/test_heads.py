@@ -318,7 +318,7 @@ def test_uncached_hub_head_offline_says_how_to_fix(empty_hf_cache):
     msg = str(info.value)
     assert "Jackal-AI/JQL-Edu-Heads/checkpoints/edu-gemma-snowflake-balanced.ckpt" in msg
     assert "HF_HUB_OFFLINE" in msg
-    assert "Pre-download" in msg and "huggingface-cli download Jackal-AI/JQL-Edu-Heads" in msg
+    assert "Pre-download" in msg and "hf download Jackal-AI/JQL-Edu-Heads" in msg
     assert "local path" in msg
 
 

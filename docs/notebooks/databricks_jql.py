@@ -6,7 +6,7 @@
 # MAGIC documents at or above the 0.6 quantile of their language. Run it on a GPU ML cluster set up as in
 # MAGIC `conf/databricks-cluster.json` (one GPU per task, `conf/databricks-init.sh` installs the package).
 # MAGIC
-# MAGIC The models are read from a Unity Catalog volume (download them once with `huggingface-cli download`),
+# MAGIC The models are read from a Unity Catalog volume (download them once with `hf download`),
 # MAGIC so workers never need Hub access.
 
 # COMMAND ----------

@@ -28,7 +28,7 @@ from spark_jql.cli import (
 )
 from spark_jql.cli.registry import Command
 from spark_jql.config import ConfigError
-from spark_jql.errors import SparkJQLError
+from spark_jql.errors import SparkJQLError, worker_error
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
 
@@ -88,7 +88,15 @@ def run_job(argv: list[str]) -> dict | None:
     args = parse_args(list(argv))
     _setup_logging(args.verbose)
     command = {c.name: c for c in all_commands()}[args.command]
-    return command.run(args)
+    try:
+        return command.run(args)
+    except SparkJQLError:
+        raise
+    except Exception as err:  # a model that failed to load on an executor: its one line, not Spark's traceback
+        translated = worker_error(err)
+        if translated is None:
+            raise
+        raise translated from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from spark_jql.config import HeadConfig
+from spark_jql.config import EmbedderConfig, HeadConfig
 from spark_jql.errors import ModelNotAvailableError
 
 
@@ -33,14 +33,48 @@ def offline() -> bool:
 
 
 def _unreachable(what: str, repo_id: str, filename: str | None, err: Exception) -> ModelNotAvailableError:
+    from huggingface_hub import constants
+
     target = f"{repo_id}/{filename}" if filename else repo_id
-    mode = "HF_HUB_OFFLINE is set" if offline() else "the Hub could not be reached"
-    download = f"huggingface-cli download {repo_id}" + (f" {filename}" if filename else "")
+    download = f"hf download {repo_id}" + (f" {filename}" if filename else "")
+    if offline():  # the cause is known: say where we looked instead of repeating huggingface_hub's message
+        why = f"HF_HUB_OFFLINE=1 and it is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    else:
+        why = f"it is not in the Hugging Face cache and the Hub could not be reached ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
     return ModelNotAvailableError(
-        f"cannot load {what} {target!r}: it is not a local path, not in the Hugging Face cache, and {mode} "
-        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
-        f"Pre-download it (`{download}`) or give a local path instead."
+        f"cannot load {what} {target!r}: {why}. Pre-download it (`{download}`, with the HF_HOME the job uses) "
+        "or give a local path instead."
     )
+
+
+SMALL_MODEL_FILES = ["*.json", "*.model", "*.txt", "*.py"]  # config, tokenizer, remote code: not the weights
+
+
+def local_model_dir(embedder: EmbedderConfig) -> tuple[Path, bool]:
+    """(folder holding the embedder's files, whether its weights are there too) without loading anything.
+
+    A local path is used as it is. A Hub id is looked up in the Hugging Face cache; if it is not
+    there, offline is an error saying how to fix it, online only its small files are fetched
+    (the executors download the weights, as they would anyway).
+    """
+    name = embedder.model
+    require_local(name, "embedder")
+    if is_local(name):
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise ModelNotAvailableError(f"embedder {name!r} is a file; give the folder a model was saved to (save_pretrained)")
+        return path, True
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, revision=embedder.revision, local_files_only=True)), True
+    except Exception as err:
+        if offline():
+            raise _unreachable("embedder", name, None, err) from None
+    try:
+        return Path(snapshot_download(name, revision=embedder.revision, allow_patterns=SMALL_MODEL_FILES)), False
+    except Exception as err:
+        raise _unreachable("embedder", name, None, err) from None
 
 
 def resolve_head_file(head: HeadConfig) -> Path:

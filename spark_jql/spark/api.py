@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import DoubleType, StructField, StructType
 
 from spark_jql import schema
 from spark_jql.config import ColumnsConfig, ScorerConfig, ThresholdConfig
@@ -33,13 +33,9 @@ def require_columns(df: DataFrame, names: list[str], role: str) -> None:
 
 def require_text_column(df: DataFrame, text_column: str) -> None:
     """The text column exists and holds strings; otherwise an error naming it (and its type)."""
-    require_columns(df, [text_column], "text")
-    dtype = df.schema[text_column].dataType
-    if not isinstance(dtype, StringType):
-        raise InputError(
-            f"text column {text_column!r} has type {dtype.simpleString()}, not string; a text column that is "
-            f"not a string must be cast first, e.g. df.withColumn({text_column!r}, F.col({text_column!r}).cast('string'))"
-        )
+    from spark_jql.spark.preflight import check_text_column
+
+    check_text_column(df.schema, text_column)
 
 
 def annotate(

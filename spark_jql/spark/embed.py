@@ -112,6 +112,7 @@ def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = 
                      language_path: str | None = None) -> dict:
     """The ``embed`` stage: read io.input, write its embeddings with labels as parquet, check the row count."""
     from spark_jql.spark.job import AccountingError
+    from spark_jql.spark import preflight
     from spark_jql.spark.io import join_path, read_input
 
     from spark_jql.spark.session import session_for
@@ -119,6 +120,7 @@ def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = 
     spark = session_for(cfg)
     out = output or join_path(cfg.io.output, "embeddings")
     source = read_input(spark, cfg.io.input, cfg.io.input_format)
+    preflight.embed(cfg.scorer, source.schema, cfg.columns.text)
     rows_in = source.count()
     if language_path:  # an explicit --language wins over the job's columns section
         language, constant = language_path, None

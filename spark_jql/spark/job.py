@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from spark_jql import schema
 from spark_jql.config import JobConfig
 from spark_jql.errors import InputError
+from spark_jql.spark import preflight
 from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.api import KEEP, UNKNOWN_LANGUAGE, annotate, compute_thresholds, language_key, mark_rows, quoted, split_marked
 from spark_jql.spark.io import detect_format, find_bad_files, input_files, input_schema, join_path, read_files, read_text, write_text
@@ -55,20 +56,19 @@ class Job:
         self.summary: dict = {}
 
     # -- stages -------------------------------------------------------------
-    def annotate(self) -> dict:
+    def annotate(self, thresholds_follow: bool = False) -> dict:
         """Score every input row, unit by unit; a rerun over the same inputs skips finished units."""
         cfg = self.config
         start = time.perf_counter()
         files = input_files(self.spark, cfg.io.input)
         fmt = detect_format(files) if cfg.io.input_format == "auto" else cfg.io.input_format
+        schema_ = self._input_schema(files, fmt)  # one schema for every unit
+        preflight.annotate(cfg, schema_, thresholds_follow)
         plan = UnitPlan(self.spark, self.paths["scored"], files, cfg.io.files_per_unit)
         plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
-        schema_ = None
         sc = self.spark.sparkContext
         builds, docs = sc.accumulator(0), sc.accumulator(0)
         for unit in plan.pending():
-            if schema_ is None:
-                schema_ = self._input_schema(files, fmt)  # one schema for every unit
             self._annotate_unit(plan, unit, fmt, schema_, builds, docs)
         markers = plan.markers()
         input_rows = sum(m["input_rows"] for m in markers)
@@ -150,7 +150,7 @@ class Job:
 
     def thresholds(self) -> Thresholds:
         cfg = self.config
-        scored = self.spark.read.parquet(self.paths["scored"])
+        scored = preflight.scored(self.spark, self.paths["scored"], cfg)
         result = compute_thresholds(scored, cfg.thresholds, cfg.columns)
         write_text(self.spark, self.paths["thresholds"], result.to_json())
         self._record(
@@ -167,8 +167,8 @@ class Job:
     def filter(self, thresholds: Thresholds | None = None) -> dict:
         cfg = self.config
         if thresholds is None:
-            thresholds = Thresholds.from_json(read_text(self.spark, self.paths["thresholds"]), self.paths["thresholds"])
-        scored = self.spark.read.parquet(self.paths["scored"])
+            thresholds = preflight.thresholds_file(self.spark, self.paths["thresholds"], cfg)
+        scored = preflight.scored(self.spark, self.paths["scored"], cfg)
         marked = mark_rows(scored, thresholds, cfg.filter.quantile, cfg.columns)
         kept, dropped = split_marked(marked, thresholds.score_column)
         kept.write.mode(cfg.io.mode).parquet(self.paths["filtered"])
@@ -198,7 +198,7 @@ class Job:
         return self._record("filter", result)
 
     def run(self) -> dict:
-        self.annotate()
+        self.annotate(thresholds_follow=True)
         self.filter(self.thresholds())
         return self.summary
 

@@ -83,6 +83,7 @@ def judge(df: DataFrame, config: JudgeConfig, text_column: str = "text", arrow_b
 def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, partitions: int | None = None) -> dict:
     """The ``judge`` stage: read io.input, write every judge's columns as parquet, summarise scores and errors."""
     from spark_jql.spark.job import AccountingError
+    from spark_jql.spark import preflight
     from spark_jql.spark.io import join_path, read_input
 
     from spark_jql.spark.session import session_for
@@ -90,6 +91,7 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
     spark = session_for(cfg)
     out = output or join_path(cfg.io.output, "judged")
     source = read_input(spark, cfg.io.input, cfg.io.input_format)
+    preflight.text_stage(source.schema, cfg.columns.text)
     if partitions:
         source = source.repartition(partitions)
     rows_in = source.count()

@@ -197,6 +197,7 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
     """``spark-jql langid``: read ``io.input``, write parquet with the language columns to ``output``."""
     from pyspark.sql import functions as F
 
+    from spark_jql.spark import preflight
     from spark_jql.spark.io import join_path, read_input
     from spark_jql.spark.session import build_session
 
@@ -204,6 +205,7 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
     output = output or join_path(config.io.output, "with_language")
     start = time.perf_counter()
     source = read_input(spark, config.io.input, config.io.input_format)
+    preflight.text_stage(source.schema, config.columns.text)
     rows = source.count()
     add_language(source, langid, config.columns.text).write.mode(config.io.mode).parquet(output)
     written = spark.read.parquet(output)

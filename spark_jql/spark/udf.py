@@ -20,6 +20,7 @@ from pyspark.sql.types import BooleanType, FloatType, IntegerType, StructField, 
 
 from spark_jql import schema
 from spark_jql.config import ScorerConfig
+from spark_jql.errors import WorkerLoadError, first_line
 from spark_jql.worker_cache import WorkerCache
 from spark_jql.spark.progress import BatchTimer, configure_worker_logging
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 CACHE_CAPACITY = 3  # scorers kept per Python worker (as pyspark.ml's ModelCache)
 _CACHE = WorkerCache(CACHE_CAPACITY)
+_FAILED: dict[tuple[str, str], WorkerLoadError] = {}  # per worker: builds that failed, not retried
 
 
 def result_schema(head_names: list[str]) -> StructType:
@@ -62,6 +64,18 @@ def task_device(setting: str) -> str:
     return "cpu"
 
 
+def worker_load_error(config: ScorerConfig, device: str, err: Exception) -> WorkerLoadError:
+    """One line naming the file and the cause: the preflight's finding where it has one, else the error's."""
+    from spark_jql.scoring.preflight import check_scorer
+
+    try:
+        check_scorer(config)
+        cause = f"{config.embedder.model}: {type(err).__name__}: {first_line(err)}"
+    except Exception as found:  # the cheap checks name the file (corrupt safetensors, missing tokenizer, ...)
+        cause = first_line(found)
+    return WorkerLoadError(f"cannot load the scorer on executor pid {os.getpid()} ({device}): {cause}")
+
+
 def get_scorer(config_json: str, device: str, on_build=None):
     """The worker's cached Scorer for this configuration and device (built on first use)."""
 
@@ -69,10 +83,17 @@ def get_scorer(config_json: str, device: str, on_build=None):
         from spark_jql.scoring.scorer import Scorer
 
         start = time.perf_counter()
-        scorer = Scorer(ScorerConfig.model_validate_json(config_json), device=device)
+        config = ScorerConfig.model_validate_json(config_json)
+        try:
+            scorer = Scorer(config, device=device)
+        except Exception as err:
+            _FAILED[(config_json, device)] = worker_load_error(config, device, err)
+            raise _FAILED[(config_json, device)] from None
         log.warning("spark_jql: built scorer in pid %d on %s in %.1fs", os.getpid(), device, time.perf_counter() - start)
         return scorer
 
+    if (config_json, device) in _FAILED:  # a retried task on this worker fails at once, with the same line
+        raise _FAILED[(config_json, device)]
     scorer, built = _CACHE.get((config_json, device), build)
     if built and on_build is not None:
         on_build()

@@ -1,0 +1,101 @@
+"""Driver-side preflight: one call per stage, before any Spark task starts.
+
+Each stage's inputs are checked where a fault is cheap to find and clear to name: the input
+schema against ``columns.*`` (from DataFrame schemas only, so it works on Spark Connect), the
+scorer's files, tokenizer and heads (``scoring.preflight``), the scored output and the
+thresholds artifact of the earlier stages. A fault raises a ``SparkJQLError`` with one line
+naming the setting, column or file; the CLI prints it and exits with code 2. Config values
+themselves are validated earlier, in ``config.py``.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StringType, StructType
+
+from spark_jql import schema as names
+from spark_jql.config import ColumnsConfig, JobConfig, ScorerConfig
+from spark_jql.errors import InputError
+from spark_jql.scoring.preflight import ScorerCheck, check_scorer
+from spark_jql.spark.io import read_text
+from spark_jql.thresholds import Thresholds, _qkey
+
+
+def _listing(schema: StructType) -> str:
+    cols = schema.fieldNames()
+    return f"{cols[:20]}{' ...' if len(cols) > 20 else ''}"
+
+
+def check_text_column(schema: StructType, text: str, where: str = "the input") -> None:
+    """The text column exists and holds strings (a missing column is not a bad file)."""
+    if text not in schema.fieldNames():
+        raise InputError(f"text column {text!r} (columns.text) is not in {where}; its columns are {_listing(schema)}")
+    dtype = schema[text].dataType
+    if not isinstance(dtype, StringType):
+        raise InputError(
+            f"text column {text!r} has type {dtype.simpleString()}, not string (columns.text, in {where}); cast it "
+            f"first, e.g. df.withColumn({text!r}, F.col({text!r}).cast('string')), or name the right column"
+        )
+
+
+def check_language_columns(schema: StructType, columns: ColumnsConfig, where: str = "the input") -> None:
+    if columns.constant_language is not None:
+        return
+    missing = [c for c in columns.language if c not in schema.fieldNames()]
+    if missing:
+        raise InputError(
+            f"language column(s) {missing} (columns.language) not in {where}; its columns are {_listing(schema)}. "
+            "Name the language column(s), set columns.constant_language for monolingual input, "
+            "or add one with `spark-jql langid`"
+        )
+
+
+def annotate(config: JobConfig, input_schema: StructType, thresholds_follow: bool = False) -> ScorerCheck:
+    """annotate (and run): the input's columns, then the embedder, tokenizer and heads."""
+    check_text_column(input_schema, config.columns.text)
+    if thresholds_follow:
+        check_language_columns(input_schema, config.columns)
+    return check_scorer(config.scorer)
+
+
+def scored(spark: SparkSession, path: str, config: JobConfig) -> DataFrame:
+    """thresholds and filter: the scored output exists and has the score and language columns."""
+    try:
+        frame = spark.read.parquet(path)
+        schema = frame.schema
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"cannot read the scored output {path} (run annotate first): {first[:300]}") from None
+    if names.AGGREGATE not in schema.fieldNames():
+        raise InputError(f"{path} has no {names.AGGREGATE!r} column: it is not the output of annotate")
+    check_language_columns(schema, config.columns, where=path)
+    return frame
+
+
+def thresholds_file(spark: SparkSession, path: str, config: JobConfig) -> Thresholds:
+    """filter: thresholds.json parses into valid thresholds for filter.quantile and columns.language."""
+    result = Thresholds.from_json(read_text(spark, path), path)
+    quantile = config.filter.quantile
+    if _qkey(quantile) not in result.global_thresholds:
+        raise InputError(
+            f"{path} has thresholds for quantiles {result.quantiles}, not for filter.quantile {quantile}; "
+            "rerun the thresholds stage with it in thresholds.quantiles"
+        )
+    wanted = ["language"] if config.columns.constant_language is not None else list(config.columns.language)
+    if result.language_columns != wanted:
+        raise InputError(
+            f"{path} was computed per {result.language_columns}, but columns.language is {wanted}; "
+            "rerun the thresholds stage or set columns.language to match"
+        )
+    return result
+
+
+def embed(scorer: ScorerConfig, input_schema: StructType, text: str) -> ScorerCheck:
+    """embed: the text column, then the embedder, tokenizer and heads."""
+    check_text_column(input_schema, text)
+    return check_scorer(scorer)
+
+
+def text_stage(input_schema: StructType, text: str) -> None:
+    """judge and langid: the text column."""
+    check_text_column(input_schema, text)
