@@ -15,7 +15,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_EMBEDDER = "Snowflake/snowflake-arctic-embed-m-v2.0"
 JQL_HEADS_REPO = "Jackal-AI/JQL-Edu-Heads"
@@ -371,23 +378,57 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 # --- JQL steps 2 and 3: LLM judges and head training ---------------------------------------------
 
 
-class TrainConfig(_Strict):
-    """How regression heads are trained on frozen embeddings (``spark-jql train``)."""
+# The co-authors' published trainer for the JQL heads; ``preset: jql`` starts from it.
+JQL_TRAIN_RECIPE = {
+    "optimizer": "adamw",
+    "weight_decay": 0.01,
+    "lr_schedule": "cosine",
+    "learning_rate": 5e-4,
+    "batch_size": 1024,
+    "epochs": 20,
+    "early_stopping_patience": 5,
+    "precision": "bf16",
+}
 
+
+class TrainConfig(_Strict):
+    """How regression heads are trained on frozen embeddings (``spark-jql train``).
+
+    ``preset: default`` is spark_jql's small-data defaults; ``preset: jql`` is the co-authors'
+    recipe (MSE, AdamW weight decay 0.01, cosine schedule, lr 5e-4, batch 1024, 20 epochs,
+    early stopping on validation Spearman with patience 5, bf16). Keys given next to a preset win.
+    """
+
+    preset: Literal["default", "jql"] = Field("default", description="Starting point: spark_jql's defaults or 'jql' (the co-authors' recipe).")
     hidden_dim: int = Field(1000, ge=1, description="Hidden units of Linear(d, h) -> ReLU -> Linear(h, 1) (JQL: 1000).")
-    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="Adam (L2 weight decay) or AdamW (decoupled weight decay).")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay of the optimizer.")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="'cosine': decays to 0 over epochs x steps per epoch.")
+    precision: Literal["float32", "bf16"] = Field("float32", description="'bf16': bfloat16 autocast for the forward pass (weights stay float32).")
     epochs: int = Field(20, ge=1, description="Upper bound on passes over the training split.")
     batch_size: int = Field(256, ge=1, description="Documents per optimiser step.")
     balanced: bool = Field(
         False, description="Draw each epoch so every label value (rounded) is equally likely, with replacement."
     )
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of documents held out for validation (0: none).")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of documents held out for validation (0: none; ignored with a validation file).")
     early_stopping_patience: int | None = Field(
         3, ge=1, description="Stop after this many epochs without a better validation Spearman; None: never."
     )
+    min_delta: float = Field(0.0, ge=0, description="A validation Spearman counts as better only if it beats the best by more than this.")
+    shuffle_buffer: int = Field(
+        65536, ge=1, description="Rows shuffled together when streaming from parquet (memory: rows x dim x 4 bytes)."
+    )
+    read_batch_rows: int = Field(8192, ge=1, description="Rows decoded at a time when streaming from parquet.")
     seed: int = Field(0, description="Seeds the split, the initial weights and the batch order.")
     device: str = Field("cpu", description="'cpu', 'cuda' or 'cuda:N' (training is small; cpu is the default).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") == "jql":
+            return {**JQL_TRAIN_RECIPE, **data}
+        return data
 
     @field_validator("device")
     @classmethod
@@ -402,27 +443,79 @@ class JudgeEndpoint(_Strict):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]+$", description="Used in the output column names.")
     base_url: str = Field(description="Server root up to /v1, e.g. http://host:8000/v1.")
-    model: str = Field(description="Model name the server expects.")
+    model: str = Field(min_length=1, description="Model name the server expects.")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key (never the key itself).")
+    concurrency: int | None = Field(None, ge=1, description="Requests in flight to this judge per task; None: the shared 'concurrency'.")
+    prompt_file: str | None = Field(None, description="This judge's prompt template; None: the shared prompt_file.")
+    prompt_files: dict[str, str] = Field(
+        default_factory=dict, description="Language -> prompt template for this judge (overrides every shared prompt)."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError(f"base_url must be an http:// or https:// URL up to /v1, got {value!r}")
+        return value
 
 
 class JudgeConfig(_Strict):
-    """LLM annotation (``spark-jql judge``): endpoints, prompt, and how hard to push the servers."""
+    """LLM annotation (``spark-jql judge``): endpoints, prompts, parsing, and how hard to push the servers."""
 
     judges: list[JudgeEndpoint] = Field(min_length=1)
-    prompt_file: str | None = Field(None, description="Prompt template with a {text} placeholder; None: the built-in edu rubric.")
+    prompt_file: str | None = Field(None, description="Prompt template with a {text} placeholder; None: FineWeb-Edu's additive 0-5 prompt.")
+    prompt_files: dict[str, str] = Field(
+        default_factory=dict, description="Language -> prompt template for every judge (overrides prompt_file for that language)."
+    )
+    language_column: str | None = Field(
+        None, description="Column whose value picks a prompt from prompt_files; None: the job's first columns.language."
+    )
+    score_pattern: str = Field(
+        r"Educational score:\s*\**\s*(-?\d+(?:[.,]\d+)?)",
+        description="Regex with one group: the FIRST match in the answer is the score (default: FineWeb-Edu's line).",
+    )
+    decimal_scores: Literal["reject", "round"] = Field(
+        "reject", description="A score like 3.5: 'reject' (no score, error 'unparsable answer: decimal ...') or 'round' (half up)."
+    )
     max_chars: int = Field(20000, ge=1, description="Documents are cut to this many characters before prompting.")
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(512, ge=1, description="Answer length limit sent to the server.")
-    concurrency: int = Field(8, ge=1, description="Requests in flight per Spark Python worker (task slot).")
+    concurrency: int = Field(8, ge=1, description="Requests in flight per judge per Spark task (each judge has its own pool).")
     max_retries: int = Field(4, ge=0, description="Retries after a failed request (timeouts, 429, 5xx).")
     backoff_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles each retry, with jitter.")
+    max_retry_after_seconds: float = Field(
+        120.0, ge=0, description="A server's Retry-After (429/503) is honoured up to this many seconds."
+    )
     timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout.")
+    preflight: bool = Field(True, description="Send one request per judge from the driver before the job; stop if it fails.")
+    max_failure_rate: float = Field(
+        0.5, gt=0, le=1, description="Stop the job when more than this share of a judge's requests fail (after min_requests)."
+    )
+    min_requests: int = Field(20, ge=1, description="Requests a judge must have made before max_failure_rate applies.")
+    rows_per_unit: int = Field(
+        10000, ge=1, description="Rows per committed unit of work (judge stage): a rerun skips finished units."
+    )
 
     @field_validator("judges")
     @classmethod
     def _unique_judges(cls, judges: list[JudgeEndpoint]) -> list[JudgeEndpoint]:
         return require_unique_names(judges, "judge")
+
+    @field_validator("score_pattern")
+    @classmethod
+    def _one_group(cls, value: str) -> str:
+        import re
+
+        try:
+            groups = re.compile(value).groups
+        except re.error as err:
+            raise ValueError(f"score_pattern is not a valid regular expression: {err}") from None
+        if groups != 1:
+            raise ValueError(f"score_pattern must have exactly one group (the score), has {groups}")
+        return value
+
+    def concurrency_of(self, judge: JudgeEndpoint) -> int:
+        return judge.concurrency or self.concurrency
 
 
 class LangIdConfig(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -13,9 +14,15 @@ import yaml
 
 from spark_jql.config import ConfigError, ScorerConfig, TrainConfig, load_config
 from spark_jql.method.evaluate import spearman
+from spark_jql.method.train import (
+    epoch_order,
+    load_embeddings,
+    predict,
+    save_trained_heads,
+    split_indices,
+    train_heads,
+)
 from spark_jql.scoring.heads import HEAD_KEYS, load_head_file
-from spark_jql.method.train import (epoch_order, load_embeddings, predict, save_trained_heads, split_indices,
-                             train_heads)
 
 FAST = dict(hidden_dim=64, epochs=15, learning_rate=3e-3, batch_size=128, val_fraction=0.2)
 
@@ -171,3 +178,98 @@ def test_load_embeddings_and_cli_train(tmp_path, capsys):
     assert load_head_file(tmp_path / "heads" / "Edu-A.ckpt", "Edu-A").hidden_dim == 16
     assert main(["train", "--embeddings", str(tmp_path / "emb"), "--label", "nope", "--output", str(tmp_path / "h2")]) == 2
     assert main(["train", "--embeddings", str(tmp_path / "emb"), "--label", "a b=score", "--output", str(tmp_path / "h3")]) == 2
+
+
+def _write_set(path, x, labels, languages, row_group_size=64, files=2):
+    table = pa.table({"id": [str(i) for i in range(len(x))], "language": languages, "score": labels,
+                      "embedding": pa.array([r.tolist() for r in x], type=pa.list_(pa.float32()))})
+    path.mkdir()
+    step = math.ceil(len(x) / files)
+    for i in range(files):
+        pq.write_table(table.slice(i * step, step), path / f"part-{i}.parquet", row_group_size=row_group_size)
+
+
+def test_streaming_training_from_parquet_with_validation_and_test_files(tmp_path):
+    from spark_jql.method.train import train_from_parquet
+
+    x, labels, _ = synthetic(n=900, seed=0)
+    langs = np.array(["deu", "fra", "spa"])[np.arange(900) % 3]
+    _write_set(tmp_path / "train", x[:600], labels[:600], langs[:600])
+    _write_set(tmp_path / "val", x[600:750], labels[600:750], langs[600:750], files=1)
+    _write_set(tmp_path / "test", x[750:], labels[750:], langs[750:], files=1)
+    cfg = TrainConfig(**{**FAST, "epochs": 6, "shuffle_buffer": 100, "read_batch_rows": 32, "balanced": True})
+    report = train_from_parquet(tmp_path / "train", tmp_path / "heads", {"Edu": "score"}, cfg,
+                                validation=tmp_path / "val", test=tmp_path / "test", embedder="tiny")
+    head = report["heads"]["Edu"]
+    assert report["documents"] == {"train": 600, "validation": 150, "test": 150} and report["dim"] == 32
+    assert head["train_documents"] == 600 and head["validation_documents"] == 150  # no random split with a file
+    assert head["validation"]["spearman"] > 0.5 and head["test"]["spearman"] > 0.5
+    assert set(head["test"]["per_language"]) == {"deu", "fra", "spa"}
+    epoch = head["history"][0]
+    assert set(epoch["val_per_language"]) == {"deu", "fra", "spa"}
+    assert sum(m["documents"] for m in epoch["val_per_language"].values()) == 150
+    assert {"spearman", "pearson", "mse"} <= set(epoch["val_per_language"]["deu"])
+    saved = json.loads((tmp_path / "heads" / "training_report.json").read_text())
+    assert saved["heads"]["Edu"]["test"]["documents"] == 150
+    again = train_from_parquet(tmp_path / "train", tmp_path / "heads2", {"Edu": "score"}, cfg,
+                               validation=tmp_path / "val", embedder="tiny")
+    assert again["heads"]["Edu"]["history"][-1]["train_mse"] == head["history"][-1]["train_mse"]  # seeded
+
+
+def test_streaming_matches_the_data_not_the_memory(tmp_path):
+    """A shuffle buffer smaller than a row group and one bigger than the set learn the same signal."""
+    from spark_jql.method.train import ParquetEmbeddings, train_heads
+
+    x, labels, _ = synthetic(n=800)
+    _write_set(tmp_path / "emb", x, labels, ["en"] * 800, row_group_size=50, files=3)
+    source = ParquetEmbeddings(tmp_path / "emb", ["score"], read_batch_rows=16)
+    assert source.n == 800 and source.dim == 32 and source.valid.all()
+    seen = np.concatenate([idx for idx, _ in source.chunks(np.ones(800, bool), np.random.default_rng(0), 40)])
+    assert sorted(seen.tolist()) == list(range(800))  # every row once per pass, in a shuffled order
+    assert seen[:50].tolist() != list(range(50))
+    for buffer in (30, 5000):
+        cfg = TrainConfig(**{**FAST, "shuffle_buffer": buffer, "epochs": 8})
+        result = train_heads(source, {"a": source.labels["score"]}, cfg)["a"]
+        assert result.validation["spearman"] > 0.6 and result.train_documents == 640
+
+
+def test_recipe_preset_and_new_settings():
+    cfg = load_config(None, ["preset=jql"], model=TrainConfig)
+    assert (cfg.optimizer, cfg.weight_decay, cfg.lr_schedule, cfg.learning_rate, cfg.batch_size, cfg.epochs,
+            cfg.early_stopping_patience, cfg.precision) == ("adamw", 0.01, "cosine", 5e-4, 1024, 20, 5, "bf16")
+    assert load_config(None, ["preset=jql", "epochs=3"], model=TrainConfig).epochs == 3  # explicit keys win
+    assert TrainConfig().optimizer == "adam" and TrainConfig().precision == "float32"  # today's defaults
+    with pytest.raises(ConfigError, match="preset"):
+        load_config(None, ["preset=fineweb"], model=TrainConfig)
+    x, labels, _ = synthetic(n=600)
+    fast_recipe = TrainConfig(**{**FAST, "preset": "jql", "epochs": 6, "batch_size": 64, "learning_rate": 3e-3})
+    assert fast_recipe.precision == "bf16" and fast_recipe.optimizer == "adamw"
+    result = train_heads(x, {"a": labels}, fast_recipe)["a"]
+    assert result.validation["spearman"] > 0.5
+    # min_delta: an improvement smaller than it does not reset the patience
+    noise = np.random.default_rng(3).integers(0, 6, 600).astype(float)
+    strict = TrainConfig(**{**FAST, "epochs": 30, "early_stopping_patience": 1, "min_delta": 0.5})
+    assert len(train_heads(x, {"a": noise}, strict)["a"].history) == 2
+
+
+def test_bad_training_inputs_name_the_column(tmp_path):
+    from spark_jql.errors import InputError
+    from spark_jql.method.train import ParquetEmbeddings, train_from_parquet
+
+    x, labels, _ = synthetic(n=60)
+    emb = [r.tolist() for r in x]
+    emb[40] = emb[40][:16]
+    (tmp_path / "wide").mkdir()
+    pq.write_table(pa.table({"score": labels, "embedding": emb}), tmp_path / "wide" / "p.parquet")
+    with pytest.raises(InputError, match=r"column 'embedding' row 40 has 16 values, expected 32"):
+        ParquetEmbeddings(tmp_path / "wide")
+    (tmp_path / "text").mkdir()
+    pq.write_table(pa.table({"score": [str(int(v)) + "2" for v in labels], "embedding": [r.tolist() for r in x]}),
+                   tmp_path / "text" / "p.parquet")
+    with pytest.raises(InputError, match=r"column 'score' must hold numbers.*'\d2'"):
+        train_from_parquet(tmp_path / "text", tmp_path / "out", ["score"])
+    _write_set(tmp_path / "ok", x, labels, ["en"] * 60, files=1)
+    (tmp_path / "narrow").mkdir()
+    pq.write_table(pa.table({"score": labels, "embedding": [r[:8].tolist() for r in x]}), tmp_path / "narrow" / "p.parquet")
+    with pytest.raises(InputError, match=r"validation embeddings .*narrow have 8 values per row, the training set 32"):
+        train_from_parquet(tmp_path / "ok", tmp_path / "out", ["score"], TrainConfig(**FAST), validation=tmp_path / "narrow")

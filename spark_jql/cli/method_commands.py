@@ -44,7 +44,9 @@ def _train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--label", dest="labels", action="append", default=[], metavar="[HEAD=]COLUMN",
                    help="label column to train a head on, optionally named (repeatable; default: every label column)")
     t.add_argument("--output", required=True, help="directory for the heads, training_report.json and heads.yaml")
-    t.add_argument("--train-config", help="YAML with TrainConfig keys (see docs/jql_method.md)")
+    t.add_argument("--validation", help="another embed output used as the validation set (no random split then)")
+    t.add_argument("--test", help="another embed output: the kept heads are measured on it (training_report.json)")
+    t.add_argument("--train-config", help="YAML with TrainConfig keys (see docs/jql_method.md); preset: jql for the co-authors' recipe")
     t.add_argument("--train-set", dest="train_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training setting, e.g. --train-set epochs=30 (repeatable)")
     t.add_argument("--embedder", help="embedder recorded in the head metadata (default: scorer.embedder.model of -c)")
@@ -52,23 +54,19 @@ def _train_arguments(t: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> dict:
     from spark_jql.config import TrainConfig
-    from spark_jql.method.train import load_embeddings, save_trained_heads, train_heads
+    from spark_jql.method.train import train_from_parquet
 
     train_cfg = load_config(args.train_config, args.train_overrides, model=TrainConfig)
-    specs = [s.split("=", 1) if "=" in s else [s, s] for s in args.labels]
-    data = load_embeddings(args.embeddings, [c for _, c in specs] if specs else None)
-    if not specs:
-        specs = [[c, c] for c in data.labels]
+    specs = dict(s.split("=", 1) if "=" in s else (s, s) for s in args.labels) or None
     embedder = args.embedder
     if embedder is None and args.config:
         embedder = load_config(args.config, args.overrides).scorer.embedder.model
-    results = train_heads(data.embeddings, {h: data.labels[c] for h, c in specs}, train_cfg, {h: c for h, c in specs})
-    report = save_trained_heads(results, args.output, train_cfg, embedder)
+    report = train_from_parquet(args.embeddings, args.output, specs, train_cfg, args.validation, args.test, embedder)
     return {
         "output": args.output,
-        "documents": len(data.ids),
-        "dim": int(data.embeddings.shape[1]),
-        "heads": {n: {k: h[k] for k in ("label", "best_epoch", "validation", "train_documents", "safetensors", "checkpoint")}
+        "documents": report["documents"]["train"],
+        "dim": report["dim"],
+        "heads": {n: {k: h[k] for k in ("label", "best_epoch", "validation", "test", "train_documents", "safetensors", "checkpoint")}
                   for n, h in report["heads"].items()},
         "scorer_heads_section": str(Path(args.output) / "heads.yaml"),
     }
@@ -119,7 +117,9 @@ def _rank_judges(args: argparse.Namespace) -> None:
     from spark_jql.method import evaluate as ev
 
     frame = ev.read_table(args.input)
-    judges = args.columns or [c for c in frame.columns if c.startswith("judge_") and not c.endswith(("_raw", "_error", "_attempts"))]
+    from spark_jql.method.judge import is_judge_score_column
+
+    judges = args.columns or [c for c in frame.columns if is_judge_score_column(c)]
     if not judges:
         raise InputError(f"no --judges given and no judge_<name> columns in {list(frame.columns)}")
     report = ev.rank_judges(frame, args.label, judges, args.language_path, args.constant_language, *_bootstrap(args))
@@ -131,7 +131,9 @@ def _judge_arguments(j: argparse.ArgumentParser) -> None:
     j.add_argument("--judge-config", required=True, help="YAML with JudgeConfig keys (judges, prompt_file, ...)")
     j.add_argument("--judge-set", dest="judge_overrides", action="append", default=[], metavar="KEY=VALUE")
     j.add_argument("--output", help="parquet directory (default: <io.output>/judged)")
-    j.add_argument("--partitions", type=int, help="repartition the input first (bounds concurrent tasks)")
+    j.add_argument("--partitions", type=int, help="repartition each unit first (bounds concurrent tasks)")
+    j.add_argument("--retry-failed", action="store_true",
+                   help="the input is a judged output: re-ask only rows whose judge error is set; write to a new --output")
 
 
 def _judge(args: argparse.Namespace) -> dict:
@@ -140,13 +142,15 @@ def _judge(args: argparse.Namespace) -> dict:
 
     cfg = load_config(args.config, args.overrides)
     judge_cfg = load_config(args.judge_config, args.judge_overrides, model=JudgeConfig)
-    return write_judgements(cfg, judge_cfg, args.output, args.partitions)
+    return write_judgements(cfg, judge_cfg, args.output, args.partitions, args.retry_failed)
 
 
 COMMANDS = [
     Command("judge", "rate documents 0-5 with LLM judges behind chat-completions endpoints", _judge, _judge_arguments,
-            description="JQL step 2: ask every judge of --judge-config to rate each document of io.input; writes\n"
-                        "judge_<name>, judge_<name>_raw, judge_<name>_error, judge_<name>_attempts per judge."),
+            description="JQL step 2: ask every judge of --judge-config to rate each document of io.input, all judges\n"
+                        "at once; writes judge_<name> and its _raw, _error, _attempts, _prompt, _model columns in\n"
+                        "committed units (a rerun resumes). Stops (exit 2) when a judge's pre-flight request fails or\n"
+                        "more than max_failure_rate of its requests fail."),
     Command("embed", "write embeddings (id, language, labels, embedding) of a labelled set", _embed, _embed_arguments,
             description="JQL step 3a: embed io.input with scorer.embedder (the same code path as annotate) and\n"
                         "write id, language, the --label columns and the embedding as parquet."),

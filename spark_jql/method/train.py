@@ -1,18 +1,29 @@
 """Train JQL regression heads on frozen embeddings (JQL step 3). No Spark here.
 
 A head is ``Linear(d, 1000) -> ReLU -> Linear(1000, 1)`` fitted with MSE to labels
-0-5 (one head per LLM judge). Everything runs on one machine over an in-memory
-``(n, d)`` float32 matrix: the driver's CPU by default, or one GPU.
+0-5 (one head per LLM judge), on the driver's CPU by default or one GPU.
 
-Why this is enough: a head has ~d*1000 weights (0.8 M for d=768), so an epoch over
-n documents costs about 6*n*d*1000 FLOPs (~4.6 TFLOP for a million documents,
-a minute on a multi-core CPU, seconds on a GPU), and the matrix takes n*d*4 bytes
-(3.1 GB per million 768-d embeddings). Beyond a few million rows, sample before
-collecting: balanced sampling discards most of the majority labels anyway.
+Two sources, one training loop:
+
+- an in-memory ``(n, d)`` matrix (``train_heads(np.ndarray, ...)``): each head's epoch
+  is an exact permutation (or balanced draw) of its training rows;
+- an embed-stage parquet (``ParquetEmbeddings``, used by ``train_from_parquet`` and
+  ``spark-jql train``): labels and languages are read once (a few bytes per row), the
+  embeddings are streamed row group by row group with pyarrow and shuffled through a
+  ``shuffle_buffer`` of rows, so memory is bounded by the buffer, not the data set
+  (docs/benchmarks.md: 2 million x 768). All heads train in the same pass; validation
+  and test sets are streamed the same way. Balanced heads repeat each streamed row
+  Poisson(1 / (bins x its bin's share)) times: in expectation the same draw as the
+  in-memory sampling with replacement.
 
 Reproducible: the split, the initial weights and the batch order come from
-``TrainConfig.seed`` alone (own generators, never the global RNG), and every head
-gets the same validation documents, so judges are compared on the same split.
+``TrainConfig.seed`` alone (own generators, never the global RNG); a head's weights do
+not depend on which other heads were trained with it, and every head gets the same
+validation documents, so judges are compared on the same split.
+
+Each epoch's report row has the training MSE and, on the validation set, Spearman,
+Pearson and MSE overall and per language (``val_per_language``); early stopping watches
+the validation Spearman (better by more than ``min_delta``) and keeps the best weights.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +45,11 @@ import yaml
 from spark_jql.config import TrainConfig
 from spark_jql.errors import InputError
 from spark_jql.method.evaluate import as_labels, regression_metrics
-from spark_jql.scoring.heads import HeadWeights, save_lightning_checkpoint, save_safetensors_head
+from spark_jql.scoring.heads import (
+    HeadWeights,
+    save_lightning_checkpoint,
+    save_safetensors_head,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +65,8 @@ class TrainedHead:
     validation: dict | None = None  # metrics of the kept weights on the validation split
     train_documents: int = 0
     validation_documents: int = 0
+    validation_per_language: dict = field(default_factory=dict)
+    test: dict | None = None  # metrics of the kept weights on the test set, with "per_language"
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -106,9 +124,94 @@ def predict(head: HeadWeights, embeddings: np.ndarray, batch_size: int = 65536) 
 
 
 # -- training -------------------------------------------------------------------------------------
-def _predict_model(model, x: torch.Tensor, batch_size: int = 65536) -> np.ndarray:
-    with torch.no_grad():
-        return torch.cat([model(x[i : i + batch_size])[:, 0] for i in range(0, len(x), batch_size)]).cpu().numpy()
+def _check_head_names(names) -> None:
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_.\-]+", n)]
+    if bad:
+        raise InputError(f"head names {bad} must use only letters, digits, '_', '.' and '-' (they become file and column names)")
+
+
+class _Head:
+    """One head in training: model, optimizer, schedule, best weights so far."""
+
+    def __init__(self, name: str, label: str, dim: int, steps_per_epoch: int, cfg: TrainConfig, device):
+        self.name, self.label, self.cfg = name, label, cfg
+        self.model = new_model(dim, cfg.hidden_dim, cfg.seed).to(device)
+        opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.optim = opt(self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        total = max(1, steps_per_epoch * cfg.epochs)
+        cosine = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optim, cosine if cfg.lr_schedule == "cosine" else (lambda _: 1.0))
+        self.history: list[dict] = []
+        self.best = (-math.inf, 0, copy.deepcopy(self.model.state_dict()), None, {})
+        self.stale = 0
+        self.done = False
+        self.loss_sum = 0.0
+        self.loss_rows = 0
+        self.device = device
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            out = self.model(xb)[:, 0]
+        loss = torch.nn.functional.mse_loss(out.float(), yb)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        self.schedule.step()
+        self.loss_sum += float(loss.detach()) * len(yb)
+        self.loss_rows += len(yb)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        self.model.eval()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            return self.model(x)[:, 0].float().cpu().numpy()
+
+    def end_epoch(self, epoch: int, seconds: float, metrics: dict | None, per_language: dict) -> None:
+        row = {"epoch": epoch, "train_mse": self.loss_sum / max(1, self.loss_rows), "seconds": round(seconds, 3)}
+        self.loss_sum, self.loss_rows = 0.0, 0
+        if metrics is not None:
+            row.update({f"val_{k}": v for k, v in metrics.items() if k != "documents"})
+            row["val_per_language"] = per_language
+            rho = metrics["spearman"] if metrics["spearman"] is not None else -math.inf
+            if self.best[1] == 0 or rho > self.best[0] + self.cfg.min_delta:
+                self.best, self.stale = (rho, epoch, copy.deepcopy(self.model.state_dict()), metrics, per_language), 0
+            else:
+                self.stale += 1
+            patience = self.cfg.early_stopping_patience
+            self.done = patience is not None and self.stale >= patience
+        else:
+            self.best = (math.nan, epoch, None, None, {})
+        self.history.append(row)
+        log.info("head %s epoch %d: %s", self.name, epoch, {k: v for k, v in row.items() if k != "val_per_language"})
+
+    def finish(self) -> None:
+        if self.best[2] is not None:
+            self.model.load_state_dict(self.best[2])
+
+
+def _metrics(pred: np.ndarray, truth: np.ndarray, languages: np.ndarray | None) -> tuple[dict, dict]:
+    """Overall metrics and per-language metrics (when languages are known) over finite pairs."""
+    overall = regression_metrics(pred, truth)
+    per_language = {}
+    if languages is not None:
+        for lang in sorted({str(v) for v in languages}):
+            mask = languages.astype(str) == lang
+            per_language[lang] = regression_metrics(pred[mask], truth[mask])
+    return overall, per_language
+
+
+def _evaluate(heads: list[_Head], source, rows: np.ndarray, labels: dict[str, np.ndarray], device) -> dict[str, tuple[dict, dict]]:
+    """Each head's metrics on ``rows`` of ``source`` (streamed), overall and per language."""
+    preds = {h.name: np.full(source.n, np.nan, dtype=np.float32) for h in heads}
+    mask = np.zeros(source.n, dtype=bool)
+    mask[rows] = True
+    for idx, x in source.chunks(mask, None):
+        xt = torch.from_numpy(x).to(device)
+        for h in heads:
+            preds[h.name][idx] = h.predict(xt)
+    langs = source.languages
+    return {h.name: _metrics(preds[h.name][rows], labels[h.name][rows], None if langs is None else langs[rows]) for h in heads}
 
 
 def train_head(
@@ -123,88 +226,97 @@ def train_head(
 
 
 def train_heads(
-    embeddings: np.ndarray,
+    embeddings,
     labels: dict[str, np.ndarray],
     config: TrainConfig | None = None,
     label_columns: dict[str, str] | None = None,
+    languages=None,
+    validation=None,
+    test=None,
 ) -> dict[str, TrainedHead]:
     """One head per entry of ``labels`` (head name -> labels aligned with ``embeddings``).
 
-    Heads are trained one after another, each from ``config.seed``: a head's weights
-    do not depend on which other heads were trained with it.
+    ``embeddings``: an ``(n, d)`` matrix or a ``ParquetEmbeddings`` (streamed). ``validation`` /
+    ``test``: optional ``ParquetEmbeddings`` (or ``MemoryEmbeddings``) holding every head's label
+    column (``label_columns``); with a validation set there is no random split.
     """
     cfg = config or TrainConfig()
-    bad = [n for n in labels if not re.fullmatch(r"[A-Za-z0-9_.\-]+", n)]
-    if bad:
-        raise InputError(f"head names {bad} must use only letters, digits, '_', '.' and '-' (they become file and column names)")
-    x_np = np.asarray(embeddings, dtype=np.float32)
-    if x_np.ndim != 2 or len(x_np) == 0:
-        raise InputError(f"embeddings must be a non-empty (n, d) matrix, got shape {x_np.shape}")
-    has_embedding = np.isfinite(x_np).all(axis=1)
-    train_rows, val_rows = split_indices(len(x_np), cfg.val_fraction, cfg.seed)
-    device = torch.device(cfg.device)
-    x = torch.from_numpy(np.where(has_embedding[:, None], x_np, 0.0)).to(device)
-    results = {}
+    _check_head_names(labels)
+    source = embeddings if isinstance(embeddings, (ParquetEmbeddings, MemoryEmbeddings)) else MemoryEmbeddings(embeddings, languages=languages)
+    label_columns = {n: (label_columns or {}).get(n, n) for n in labels}
+    ys = {}
     for name, y in labels.items():
         y = np.asarray(y, dtype=np.float64)
-        if y.shape != (len(x_np),):
-            raise InputError(f"labels for head {name!r} have shape {y.shape}, expected ({len(x_np)},)")
-        usable = has_embedding & np.isfinite(y)
-        tr, va = train_rows[usable[train_rows]], val_rows[usable[val_rows]]
+        if y.shape != (source.n,):
+            raise InputError(f"labels for head {name!r} have shape {y.shape}, expected ({source.n},)")
+        ys[name] = y
+    device = torch.device(cfg.device)
+    usable_x = source.valid
+    if validation is None:
+        train_rows, val_rows = split_indices(source.n, cfg.val_fraction, cfg.seed)
+    else:
+        train_rows, val_rows = np.arange(source.n), np.zeros(0, dtype=np.int64)
+    heads, train_sets = [], {}
+    for name, y in ys.items():
+        usable = usable_x & np.isfinite(y)
+        tr = train_rows[usable[train_rows]]
         if len(tr) == 0:
-            raise InputError(f"head {name!r}: no training rows with both an embedding and a label")
-        results[name] = _fit(x, y, tr, va, name, cfg, (label_columns or {}).get(name, name))
-    return results
-
-
-def _fit(x: torch.Tensor, y_np: np.ndarray, tr: np.ndarray, va: np.ndarray, name: str, cfg: TrainConfig, label: str) -> TrainedHead:
-    device = x.device
-    model = new_model(x.shape[1], cfg.hidden_dim, cfg.seed).to(device)
-    optim = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    y = torch.from_numpy(y_np.astype(np.float32)).to(device)
-    rng = np.random.default_rng(cfg.seed)
-    history: list[dict] = []
-    best = (-math.inf, 0, copy.deepcopy(model.state_dict()), None)
-    stale = 0
+            raise InputError(f"head {name!r}: no training rows with both an embedding and a label (column {label_columns[name]!r})")
+        train_sets[name] = tr
+        heads.append(_Head(name, label_columns[name], source.dim, math.ceil(len(tr) / cfg.batch_size), cfg, device))
+    val_source, val_labels, val_sets = source, ys, {}
+    if validation is not None:
+        val_source = _same_shape(validation, source, label_columns, "validation")
+        val_labels = {n: validation.labels[label_columns[n]] for n in ys}
+    for name in ys:
+        rows = val_rows if validation is None else np.arange(val_source.n)
+        val_sets[name] = rows[(val_source.valid & np.isfinite(val_labels[name]))[rows]]
+    all_val = np.unique(np.concatenate(list(val_sets.values()))) if val_sets else np.zeros(0, dtype=np.int64)
     for epoch in range(1, cfg.epochs + 1):
-        start = time.perf_counter()
-        model.train()
-        order = torch.from_numpy(epoch_order(tr, y_np, cfg.balanced, rng)).to(device)
-        total = torch.zeros((), device=device)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            loss = torch.nn.functional.mse_loss(model(x[idx])[:, 0], y[idx])
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            total += loss.detach() * len(idx)
-        model.eval()
-        row = {"epoch": epoch, "train_mse": float(total) / len(order), "seconds": round(time.perf_counter() - start, 3)}
-        if len(va):
-            metrics = regression_metrics(_predict_model(model, x[torch.from_numpy(va).to(device)]), y_np[va])
-            row.update({f"val_{k}": v for k, v in metrics.items() if k != "documents"})
-            rho = metrics["spearman"] if metrics["spearman"] is not None else -math.inf
-            if rho > best[0] or best[1] == 0:
-                best, stale = (rho, epoch, copy.deepcopy(model.state_dict()), metrics), 0
-            else:
-                stale += 1
-        else:
-            best = (math.nan, epoch, None, None)
-        history.append(row)
-        log.info("head %s epoch %d: %s", name, epoch, row)
-        if len(va) and cfg.early_stopping_patience is not None and stale >= cfg.early_stopping_patience:
+        active = [h for h in heads if not h.done]
+        if not active:
             break
-    if best[2] is not None:
-        model.load_state_dict(best[2])
-    return TrainedHead(
-        head=to_head(model, name),
-        label=label,
-        best_epoch=best[1],
-        history=history,
-        validation=best[3],
-        train_documents=int(len(tr)),
-        validation_documents=int(len(va)),
-    )
+        start = time.perf_counter()
+        for name, xb, yb in source.minibatches({h.name: (ys[h.name], train_sets[h.name]) for h in active}, epoch, cfg):
+            by_name = next(h for h in active if h.name == name)
+            by_name.step(torch.from_numpy(xb).to(device), torch.from_numpy(yb.astype(np.float32)).to(device))
+        results = _evaluate(active, val_source, all_val, val_labels, device) if len(all_val) else {}
+        seconds = time.perf_counter() - start
+        for h in active:
+            if len(val_sets[h.name]):
+                overall, per_language = results[h.name]
+                h.end_epoch(epoch, seconds, overall, per_language)
+            else:
+                h.end_epoch(epoch, seconds, None, {})
+    out = {}
+    test_results = {}
+    for h in heads:
+        h.finish()
+    if test is not None:
+        test_source = _same_shape(test, source, label_columns, "test")
+        test_labels = {n: test.labels[label_columns[n]] for n in ys}
+        rows = np.flatnonzero(test_source.valid)
+        test_results = _evaluate(heads, test_source, rows, test_labels, device)
+    for h in heads:
+        test_metrics = None
+        if h.name in test_results:
+            overall, per_language = test_results[h.name]
+            test_metrics = {**overall, "per_language": per_language}
+        out[h.name] = TrainedHead(
+            head=to_head(h.model, h.name), label=h.label, best_epoch=h.best[1], history=h.history, validation=h.best[3],
+            train_documents=int(len(train_sets[h.name])), validation_documents=int(len(val_sets[h.name])),
+            validation_per_language=h.best[4], test=test_metrics,
+        )
+    return out
+
+
+def _same_shape(other, source, label_columns: dict[str, str], role: str):
+    if other.dim != source.dim:
+        raise InputError(f"{role} embeddings {other.where} have {other.dim} values per row, the training set {source.dim}")
+    missing = sorted({c for c in label_columns.values() if c not in other.labels})
+    if missing:
+        raise InputError(f"{role} set {other.where} lacks label column(s) {missing}; it has {sorted(other.labels)}")
+    return other
 
 
 # -- files ----------------------------------------------------------------------------------------
@@ -227,14 +339,222 @@ def save_trained_heads(
     for name, r in results.items():
         meta = {"label": r.label, "embedder": embedder, "best_epoch": r.best_epoch, "validation": r.validation,
                 "train_documents": r.train_documents, "validation_documents": r.validation_documents}
-        st = save_safetensors_head(r.head, out / f"{name}.safetensors", **meta, train_config=cfg.model_dump())
+        st = save_safetensors_head(r.head, out / f"{name}.safetensors", **meta, test=r.test, train_config=cfg.model_dump())
         hp = {"learning_rate": cfg.learning_rate, "label": r.label, "embedder": embedder or "", "seed": cfg.seed}
         ckpt = save_lightning_checkpoint(r.head, out / f"{name}.ckpt", hp)
-        report["heads"][name] = {**meta, "safetensors": str(st), "checkpoint": str(ckpt), "history": r.history}
+        report["heads"][name] = {**meta, "validation_per_language": r.validation_per_language, "test": r.test,
+                                 "safetensors": str(st), "checkpoint": str(ckpt), "history": r.history}
         heads_section.append({"name": name, "path": str(st.resolve())})
     (out / "training_report.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "heads.yaml").write_text(yaml.safe_dump({"heads": heads_section}, sort_keys=False))
     return report
+
+
+# -- embedding sources ----------------------------------------------------------------------------
+def _bins(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    _, inverse, counts = np.unique(np.rint(y), return_inverse=True, return_counts=True)
+    return inverse, counts
+
+
+class MemoryEmbeddings:
+    """An in-memory ``(n, d)`` matrix; each head's epoch is an exact permutation (or balanced draw)."""
+
+    def __init__(self, embeddings, labels: dict[str, np.ndarray] | None = None, languages=None, where: str = "<memory>"):
+        x = np.asarray(embeddings, dtype=np.float32)
+        if x.ndim != 2 or len(x) == 0:
+            raise InputError(f"embeddings must be a non-empty (n, d) matrix, got shape {x.shape}")
+        self.valid = np.isfinite(x).all(axis=1)
+        self.x = np.where(self.valid[:, None], x, 0.0).astype(np.float32, copy=False)
+        self.n, self.dim = x.shape
+        self.labels = {c: np.asarray(v, dtype=np.float64) for c, v in (labels or {}).items()}
+        self.languages = None if languages is None else np.asarray(languages, dtype=object)
+        self.where = where
+
+    def minibatches(self, heads: dict[str, tuple[np.ndarray, np.ndarray]], epoch: int, cfg: TrainConfig) -> Iterator:
+        if epoch == 1:
+            self._rngs = {name: np.random.default_rng(cfg.seed) for name in heads}
+        for name, (y, rows) in heads.items():
+            order = epoch_order(rows, y, cfg.balanced, self._rngs[name])
+            for i in range(0, len(order), cfg.batch_size):
+                idx = order[i : i + cfg.batch_size]
+                yield name, self.x[idx], y[idx]
+
+    def chunks(self, mask: np.ndarray, rng, rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        idx = np.flatnonzero(mask & self.valid)
+        for i in range(0, len(idx), rows):
+            yield idx[i : i + rows], self.x[idx[i : i + rows]]
+
+
+class ParquetEmbeddings:
+    """An embed-stage parquet (file or directory) read in bounded memory.
+
+    Labels and languages are read once (columns other than the embedding); embeddings are
+    decoded ``read_batch_rows`` at a time, row group by row group. Row ``i`` is the i-th row
+    in (sorted file, row group) order, so masks and labels line up with every pass.
+    """
+
+    def __init__(self, path, label_columns: list[str] | None = None, embedding_column: str = "embedding",
+                 language_column: str | None = "language", read_batch_rows: int = 8192):
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        self.where, self.column, self.read_rows = str(path), embedding_column, read_batch_rows
+        try:
+            dataset = ds.dataset(str(path), format="parquet")
+            self.files = sorted(dataset.files)
+            names = dataset.schema.names
+        except (FileNotFoundError, OSError, ValueError) as err:
+            raise InputError(f"cannot read embeddings from {path}: {err}") from None
+        if not self.files:
+            raise InputError(f"{path}: no parquet files")
+        if embedding_column not in names:
+            raise InputError(f"{path}: no {embedding_column!r} column; columns are {names}")
+        if label_columns is None:
+            label_columns = [c for c in names if c not in ("id", language_column, embedding_column, "jql_unit")]
+        missing = [c for c in label_columns if c not in names]
+        if missing:
+            raise InputError(f"{path}: label column(s) {missing} not found; columns are {names}")
+        self.pieces = []  # (file, row group, first row)
+        n = 0
+        for f in self.files:
+            meta = pq.ParquetFile(f).metadata
+            for rg in range(meta.num_row_groups):
+                self.pieces.append((f, rg, n))
+                n += meta.row_group(rg).num_rows
+        self.n = n
+        if n == 0:
+            raise InputError(f"{path}: no rows")
+        extra = [c for c in ([language_column] if language_column in names else [])]
+        table = dataset.to_table(columns=list(dict.fromkeys(label_columns + extra)))  # no embeddings: a few bytes per row
+        self.labels = {c: as_labels(table[c].to_pandas(), c) for c in label_columns}
+        self.languages = None
+        if extra:
+            encoded = pc.dictionary_encode(table[language_column].cast("string")).combine_chunks()
+            names_ = np.array([str(v) for v in encoded.dictionary.to_pylist()] + ["null"], dtype=object)
+            self.languages = names_[encoded.indices.fill_null(len(names_) - 1).to_numpy(zero_copy_only=False)]
+        del table
+        self.dim = None
+        self.valid = np.zeros(n, dtype=bool)
+        for rows, _ in self._read(np.ones(n, dtype=bool)):  # one pass: widths checked before any training
+            self.valid[rows] = True
+        if self.dim is None:
+            raise InputError(f"{path}: no row has an embedding in column {embedding_column!r}")
+
+    def _decode(self, batch, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row numbers with an embedding, their (k, d) float32 matrix) of one record batch."""
+        import pyarrow.compute as pc
+
+        col = batch.column(0)
+        ok = col.is_valid().to_numpy(zero_copy_only=False)
+        lengths = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False)
+        widths = np.unique(lengths[ok]).astype(int) if ok.any() else np.array([], dtype=int)
+        if self.dim is None and len(widths):
+            self.dim = int(lengths[np.flatnonzero(ok)[0]])  # the first row's width is the set's
+        bad = [w for w in widths if w != self.dim]
+        if bad:
+            row = start + int(np.flatnonzero(ok & (lengths == bad[0]))[0])
+            raise InputError(f"{self.where}: column {self.column!r} row {row} has {bad[0]} values, expected {self.dim} "
+                             f"(embeddings of one set must all have the same width)")
+        values = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        x = values.reshape(int(ok.sum()), self.dim or 0)
+        finite = np.isfinite(x).all(axis=1)
+        rows = start + np.flatnonzero(ok)
+        return rows[finite], x[finite]
+
+    def _read(self, mask: np.ndarray, order=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        import pyarrow.parquet as pq
+
+        ends = [p[2] for p in self.pieces[1:]] + [self.n]
+        handle = (None, None)
+        for i in (range(len(self.pieces)) if order is None else order):
+            f, rg, first = self.pieces[i]
+            if not mask[first : ends[i]].any():
+                continue
+            if handle[0] != f:
+                handle = (f, pq.ParquetFile(f))  # one open file at a time
+            start = first
+            for batch in handle[1].iter_batches(batch_size=self.read_rows, row_groups=[rg], columns=[self.column]):
+                rows, x = self._decode(batch, start)
+                start += batch.num_rows
+                keep = mask[rows]
+                if keep.any():
+                    yield rows[keep], x[keep]
+
+    def chunks(self, mask: np.ndarray, rng, rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Rows of ``mask`` with an embedding; with ``rng``: row groups in random order, shuffled in buffers."""
+        order = rng.permutation(len(self.pieces)) if rng is not None else None
+        buffer_rows = rows or 65536
+        parts, held = [], 0
+        for idx, x in self._read(mask, order):
+            parts.append((idx, x))
+            held += len(idx)
+            if held >= buffer_rows:
+                yield self._mix(parts, rng)
+                parts, held = [], 0
+        if parts:
+            yield self._mix(parts, rng)
+
+    @staticmethod
+    def _mix(parts, rng) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.concatenate([p[0] for p in parts])
+        x = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        if rng is None:
+            return idx, x
+        perm = rng.permutation(len(idx))
+        return idx[perm], x[perm]
+
+    def minibatches(self, heads: dict[str, tuple[np.ndarray, np.ndarray]], epoch: int, cfg: TrainConfig) -> Iterator:
+        """Every head's minibatches from one shared, shuffled pass; balanced heads repeat rows ~ Poisson(1 / bin share)."""
+        if epoch == 1:
+            self._shuffle = np.random.default_rng(cfg.seed)
+            self._rngs = {name: np.random.default_rng(cfg.seed) for name in heads}
+            self._rates = {}
+            for name, (y, rows) in heads.items():
+                inverse, counts = _bins(y[rows])
+                rate = np.full(self.n, np.nan)
+                rate[rows] = len(rows) / (counts[inverse] * len(counts))
+                self._rates[name] = rate
+            self._train = {name: np.isin(np.arange(self.n), rows) for name, (_, rows) in heads.items()}
+        any_train = np.logical_or.reduce([self._train[n] for n in heads])
+        pending = {name: [] for name in heads}
+        held = dict.fromkeys(heads, 0)
+        for idx, x in self.chunks(any_train, self._shuffle, cfg.shuffle_buffer):
+            for name, (y, _) in heads.items():
+                keep = self._train[name][idx]
+                rows, xs = idx[keep], x[keep]
+                if cfg.balanced:
+                    reps = self._rngs[name].poisson(self._rates[name][rows])
+                    pick = np.repeat(np.arange(len(rows)), reps)
+                    pick = pick[self._rngs[name].permutation(len(pick))]
+                    rows, xs = rows[pick], xs[pick]
+                pending[name].append((xs, y[rows]))
+                held[name] += len(rows)
+                while held[name] >= cfg.batch_size:
+                    xb, yb, pending[name] = _take(pending[name], cfg.batch_size)
+                    held[name] -= cfg.batch_size
+                    yield name, xb, yb
+        for name in heads:
+            if held[name]:
+                xb, yb, _ = _take(pending[name], held[name])
+                yield name, xb, yb
+
+
+def _take(parts: list, k: int):
+    """The first k rows of a list of (x, y) parts, and the rest."""
+    xs, ys, got, rest = [], [], 0, []
+    for i, (x, y) in enumerate(parts):
+        if got >= k:
+            rest = parts[i:]
+            break
+        need = k - got
+        xs.append(x[:need])
+        ys.append(y[:need])
+        got += min(need, len(y))
+        if need < len(y):
+            rest = [(x[need:], y[need:])] + parts[i + 1 :]
+            break
+    return np.concatenate(xs), np.concatenate(ys), rest
 
 
 # -- embeddings written by the embed stage ----------------------------------------------------------
@@ -249,6 +569,7 @@ class EmbeddingSet:
 def load_embeddings(path: str | Path, label_columns: list[str] | None = None, embedding_column: str = "embedding") -> EmbeddingSet:
     """Read the embed stage's parquet (any pyarrow filesystem) into memory; rows without an embedding are dropped.
 
+    For sets that do not fit in memory use ``ParquetEmbeddings`` / ``train_from_parquet``.
     Label columns may hold numbers or lists of ratings (reduced with the human-label rule).
     ``None``: every column other than id, language and the embedding.
     """
@@ -265,15 +586,48 @@ def load_embeddings(path: str | Path, label_columns: list[str] | None = None, em
     if table.num_rows == 0:
         raise InputError(f"{path}: no rows with an embedding")
     if label_columns is None:
-        label_columns = [c for c in table.column_names if c not in ("id", "language", embedding_column)]
+        label_columns = [c for c in table.column_names if c not in ("id", "language", embedding_column, "jql_unit")]
     missing = [c for c in label_columns if c not in table.column_names]
     if missing:
         raise InputError(f"{path}: label column(s) {missing} not found; columns are {table.column_names}")
     emb = table[embedding_column].combine_chunks()
     lengths = pc.list_value_length(emb).to_numpy()
     if len(set(lengths.tolist())) != 1:
-        raise InputError(f"{path}: embeddings have different lengths {sorted(set(lengths.tolist()))[:5]}")
+        raise InputError(f"{path}: column {embedding_column!r} has rows of different widths {sorted(set(lengths.tolist()))[:5]}")
     matrix = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(emb), int(lengths[0]))
-    labels = {c: as_labels(table[c].to_pylist()) for c in label_columns}
+    labels = {c: as_labels(table[c].to_pandas(), c) for c in label_columns}
     get = lambda c: table[c].to_pylist() if c in table.column_names else [None] * table.num_rows  # noqa: E731
     return EmbeddingSet(get("id"), get("language"), matrix, labels)
+
+
+def train_from_parquet(
+    embeddings: str | Path,
+    output: str | Path,
+    labels: list[str] | dict[str, str] | None = None,
+    config: TrainConfig | None = None,
+    validation: str | Path | None = None,
+    test: str | Path | None = None,
+    embedder: str | None = None,
+) -> dict:
+    """Train heads on an ``embed`` output and save them: what ``spark-jql train`` runs.
+
+    ``labels``: label columns (head name = column), or head name -> column; None: every label
+    column. ``validation`` / ``test``: other embed outputs with the same label columns (no random
+    split when a validation set is given). Streams from parquet in bounded memory. Writes the
+    heads, ``training_report.json`` and ``heads.yaml`` under ``output``; returns the report.
+    """
+    cfg = config or TrainConfig()
+    specs = dict(labels) if isinstance(labels, dict) else {c: c for c in labels} if labels else None
+    source = ParquetEmbeddings(embeddings, list(dict.fromkeys(specs.values())) if specs else None, read_batch_rows=cfg.read_batch_rows)
+    specs = specs or {c: c for c in source.labels}
+    _check_head_names(specs)
+    columns = list(dict.fromkeys(specs.values()))
+    sets = {role: ParquetEmbeddings(path, columns, read_batch_rows=cfg.read_batch_rows) if path else None
+            for role, path in (("validation", validation), ("test", test))}
+    results = train_heads(source, {h: source.labels[c] for h, c in specs.items()}, cfg, specs,
+                          validation=sets["validation"], test=sets["test"])
+    report = save_trained_heads(results, output, cfg, embedder)
+    report["documents"] = {role: int(s.valid.sum()) for role, s in (("train", source), *sets.items()) if s is not None}
+    report["dim"] = source.dim
+    Path(output, "training_report.json").write_text(json.dumps(report, indent=2, default=str))
+    return report

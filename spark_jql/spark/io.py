@@ -43,7 +43,8 @@ def detect_format(paths: list[str]) -> str:
     names = []
     for p in paths:
         if _is_local(p) and Path(p).is_dir():
-            names += [f.name for f in Path(p).rglob("*") if f.is_file() and not f.name.startswith((".", "_"))]
+            names += [f.name for f in Path(p).rglob("*")  # Spark skips _/. files and folders (_jql_units, _SUCCESS)
+                      if f.is_file() and not any(part.startswith((".", "_")) for part in f.relative_to(p).parts)]
         else:
             names.append(p.rsplit("/", 1)[-1])
     kinds = {"parquet" if n.endswith(PARQUET_SUFFIXES) else "json" if n.endswith(JSON_SUFFIXES) else None for n in names}

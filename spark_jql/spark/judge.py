@@ -2,18 +2,29 @@
 
 Each judge adds ``judge_<name>`` (int 0-5, null when there is no score),
 ``judge_<name>_raw`` (the answer), ``judge_<name>_error`` (null, or why there is no
-score) and ``judge_<name>_attempts``. Failures are rows, not task failures, so one
-bad document or a server hiccup never fails the job.
+score), ``judge_<name>_attempts``, and provenance: ``judge_<name>_model``
+(``model @ base_url``) and ``judge_<name>_prompt`` (prompt name and sha256). Failures
+are rows, not task failures, so one bad document or a server hiccup never fails the
+job; a judge that fails on more than ``max_failure_rate`` of its requests does.
 
-Concurrency: each Python worker (one per task slot) keeps at most
-``JudgeConfig.concurrency`` requests in flight, so a server sees at most
-``concurrency x running tasks``; bound the tasks with ``repartition(n)`` or the
-executor count. Results are not cached by Spark: write them once (the ``judge``
-stage does) and read them back, or a recomputed plan would ask the server again.
+Concurrency: one pandas UDF asks every judge at once, each judge through its own
+pool of ``concurrency`` (or the judge's own ``concurrency``) requests per task, so a
+server sees at most ``concurrency x running tasks``; bound the tasks with
+``repartition(n)`` or the executor count.
+
+``retry_failed=True`` takes a judged output back in: rows whose judge error is set
+(other than ``no_text``) are asked again, every other row keeps its answer; judges
+the input has no columns for are asked for every row.
+
+The ``judge`` stage (``write_judgements``) works in committed units of about
+``rows_per_unit`` rows (file groups split by a hash of the text): a rerun skips
+finished units, so an interrupted run loses at most the units in flight.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 
 import pandas as pd
@@ -22,85 +33,212 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-from spark_jql.config import JudgeConfig, JudgeEndpoint
+from spark_jql.config import JudgeConfig
 from spark_jql.errors import InputError
-from spark_jql.method.judge import ChatClient, load_prompt
+from spark_jql.method.judge import (
+    NO_TEXT,
+    JudgeFailureError,
+    JudgePanel,
+    PromptSet,
+    check_judges,
+    judge_columns,
+    preflight,
+)
 from spark_jql.spark.api import quoted, require_text_column
 
-RESULT_SCHEMA = StructType([
-    StructField("score", IntegerType()),
-    StructField("raw", StringType()),
-    StructField("error", StringType()),
-    StructField("attempts", IntegerType()),
-])
+FIELDS = {"score": IntegerType(), "raw": StringType(), "error": StringType(), "attempts": IntegerType(), "prompt": StringType()}
 
 
-def judge_columns(name: str) -> dict[str, str]:
-    """Struct field -> output column for one judge."""
-    base = f"judge_{name}"
-    return {"score": base, "raw": f"{base}_raw", "error": f"{base}_error", "attempts": f"{base}_attempts"}
+def make_panel_udf(config: JudgeConfig, prompts: dict[str, PromptSet], keys: dict[str, str | None]):
+    """A pandas UDF ``struct<lang, t0, t1, ...> -> struct<j0__score, ...>``: text ``t<i>`` for judge i (null: not asked)."""
+    names = [j.name for j in config.judges]
+    schema = StructType([StructField(f"j{i}__{f}", t) for i in range(len(names)) for f, t in FIELDS.items()])
 
-
-def make_judge_udf(endpoint: JudgeEndpoint, config: JudgeConfig, template: str):
-    """A pandas UDF ``text -> struct<score, raw, error, attempts>`` for one judge."""
-
-    @pandas_udf(RESULT_SCHEMA)
-    def judge_udf(texts: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        client = ChatClient(endpoint, config)
-        with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="jql-judge") as pool:
-            for batch in texts:
-                results = list(pool.map(lambda t: client.judge(t, template), batch.tolist()))
-                yield pd.DataFrame({
-                    "score": pd.array([r.score for r in results], dtype="Int32"),
-                    "raw": [r.raw for r in results],
-                    "error": [r.error for r in results],
-                    "attempts": pd.array([r.attempts for r in results], dtype="Int32"),
-                })
+    @pandas_udf(schema)
+    def judge_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        with JudgePanel(config, prompts, keys) as panel:
+            for batch in batches:
+                results = panel.judge({n: batch[f"t{i}"].tolist() for i, n in enumerate(names)}, batch["lang"].tolist())
+                out = {}
+                for i, n in enumerate(names):
+                    rs = results[n]
+                    out[f"j{i}__score"] = pd.array([r.score for r in rs], dtype="Int32")
+                    out[f"j{i}__raw"] = [r.raw for r in rs]
+                    out[f"j{i}__error"] = [r.error for r in rs]
+                    out[f"j{i}__attempts"] = pd.array([r.attempts for r in rs], dtype="Int32")
+                    out[f"j{i}__prompt"] = [r.prompt for r in rs]
+                yield pd.DataFrame(out)
 
     return judge_udf
 
 
-def judge(df: DataFrame, config: JudgeConfig, text_column: str = "text", arrow_batch_size: int | None = None) -> DataFrame:
-    """Keep every input column and row; add the four result columns of every judge."""
+def _language_column(df: DataFrame, config: JudgeConfig, default: str | None) -> str | None:
+    per_language = bool(config.prompt_files) or any(j.prompt_files for j in config.judges)
+    column = config.language_column or default
+    if config.language_column and config.language_column not in df.columns:
+        raise InputError(f"language_column {config.language_column!r} not found; the input has columns {df.columns}")
+    if per_language and (column is None or column not in df.columns):
+        raise InputError(
+            f"prompt_files are set per language but the language column {column!r} is not in the input "
+            f"(columns {df.columns}); set language_column"
+        )
+    return column if column in df.columns else None
+
+
+def judge(
+    df: DataFrame,
+    config: JudgeConfig,
+    text_column: str = "text",
+    arrow_batch_size: int | None = None,
+    retry_failed: bool = False,
+    language_column: str | None = None,
+    checked: tuple[dict, dict] | None = None,
+) -> DataFrame:
+    """Keep every input column and row; add (or, with ``retry_failed``, refresh) the result columns of every judge."""
     require_text_column(df, text_column)
-    template = load_prompt(config.prompt_file)  # read on the driver: executors need not see the file
-    added = {e.name: judge_columns(e.name) for e in config.judges}
-    clash = [c for cols in added.values() for c in cols.values() if c in df.columns]
-    if clash:
-        raise InputError(f"input already has judge column(s) {clash}; drop or rename them first")
+    prompts, keys = checked or check_judges(config)  # prompt files are read on the driver: executors need not see them
+    lang = _language_column(df, config, language_column)
+    present = {}
+    for e in config.judges:
+        cols = judge_columns(e.name)
+        found = [c for c in cols.values() if c in df.columns]
+        if found and not retry_failed:
+            raise InputError(f"input already has judge column(s) {found}; drop or rename them, or use retry_failed "
+                             f"(--retry-failed) to re-ask only the rows whose label failed")
+        present[e.name] = bool(found)
+        core = [cols[f] for f in ("score", "raw", "error", "attempts")]
+        if found and any(c not in df.columns for c in core):
+            raise InputError(f"judge {e.name!r}: input has only some of its columns {found}; expected at least {core}")
     if arrow_batch_size is not None:
         df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
-    structs = [make_judge_udf(e, config, template)(quoted(text_column)).alias(f"__jql_judge_{e.name}") for e in config.judges]
-    wide = df.select("*", *structs)
-    out = [quoted(c) for c in df.columns]
+    text = quoted(text_column)
+    redo = {}
     for e in config.judges:
-        out += [F.col(f"__jql_judge_{e.name}").getField(f).alias(c) for f, c in added[e.name].items()]
-    return wide.select(*out)
+        if present[e.name]:
+            error = quoted(judge_columns(e.name)["error"])
+            redo[e.name] = error.isNotNull() & (error != F.lit(NO_TEXT))
+    asks = [(F.when(redo[e.name], text) if e.name in redo else text).alias(f"t{i}") for i, e in enumerate(config.judges)]
+    language = (quoted(lang).cast("string") if lang else F.lit(None).cast("string")).alias("lang")
+    tmp = "__jql_judges"
+    wide = df.select("*", make_panel_udf(config, prompts, keys)(F.struct(language, *asks)).alias(tmp))
+
+    def new(i: int, e, field: str):
+        if field == "model":
+            return F.lit(f"{e.model} @ {e.base_url}")
+        return F.col(tmp).getField(f"j{i}__{field}")
+
+    replaced, added = {}, []
+    for i, e in enumerate(config.judges):
+        for field, column in judge_columns(e.name).items():
+            value = new(i, e, field)
+            if e.name in redo:
+                old = quoted(column) if column in df.columns else F.lit(None).cast(FIELDS.get(field, StringType()))
+                value = F.when(redo[e.name], value).otherwise(old)
+                if column in df.columns:
+                    replaced[column] = value.alias(column)
+                    continue
+            added.append(value.alias(column))
+    return wide.select(*[replaced.get(c, quoted(c)) for c in df.columns], *added)
 
 
-def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, partitions: int | None = None) -> dict:
-    """The ``judge`` stage: read io.input, write every judge's columns as parquet, summarise scores and errors."""
+def failure_stats(written: DataFrame, config: JudgeConfig) -> tuple[dict[str, dict], int]:
+    """Per judge: requests made (attempts > 0) and those without a score; and the row count (one pass)."""
+    aggs = [F.count(F.lit(1)).alias("__rows")]
+    for e in config.judges:
+        cols = judge_columns(e.name)
+        asked = F.col(cols["attempts"]) > 0
+        aggs += [F.sum(asked.cast("long")).alias(f"{e.name}__asked"),
+                 F.sum((asked & F.col(cols["error"]).isNotNull()).cast("long")).alias(f"{e.name}__failed")]
+    row = written.agg(*aggs).collect()[0]
+    stats = {e.name: {"asked": int(row[f"{e.name}__asked"] or 0), "failed": int(row[f"{e.name}__failed"] or 0)}
+             for e in config.judges}
+    return stats, int(row["__rows"])
+
+
+def _too_many_failures(stats: dict[str, dict], config: JudgeConfig) -> str | None:
+    for e in config.judges:
+        s = stats[e.name]
+        if s["asked"] >= config.min_requests and s["failed"] > config.max_failure_rate * s["asked"]:
+            return (f"judge {e.name!r} ({e.model} at {e.base_url}): {s['failed']} of {s['asked']} requests failed, more "
+                    f"than max_failure_rate={config.max_failure_rate}")
+    return None
+
+
+def _judge_failure(err: Exception) -> JudgeFailureError | None:
+    """The JudgeFailureError a Python worker raised, out of Spark's wrapped task failure."""
+    found = re.search(r"JudgeFailureError: ([^\n]+)", str(err))
+    return JudgeFailureError(found.group(1)) if found else None
+
+
+def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, partitions: int | None = None,
+                     retry_failed: bool = False) -> dict:
+    """The ``judge`` stage: read io.input, judge it unit by unit (resumable), check counts, summarise."""
+    from spark_jql.spark.io import (
+        detect_format,
+        input_files,
+        input_schema,
+        join_path,
+        read_files,
+    )
     from spark_jql.spark.job import AccountingError
-    from spark_jql.spark import preflight
-    from spark_jql.spark.io import join_path, read_input
-
     from spark_jql.spark.session import session_for
+    from spark_jql.spark.units import UNIT_COLUMN, UnitPlan
 
+    checked = check_judges(judge_cfg)  # keys and prompt files: before Spark starts
     spark = session_for(cfg)
     out = output or join_path(cfg.io.output, "judged")
-    source = read_input(spark, cfg.io.input, cfg.io.input_format)
-    preflight.text_stage(source.schema, cfg.columns.text)
-    if partitions:
-        source = source.repartition(partitions)
-    rows_in = source.count()
-    judge(source, judge_cfg, cfg.columns.text, cfg.spark.arrow_batch_size).write.mode(cfg.io.mode).parquet(out)
+    files = input_files(spark, cfg.io.input)
+    if any(f.rstrip("/") == out.rstrip("/") or f.startswith(out.rstrip("/") + "/") for f in files):
+        raise InputError(f"the output {out} is also the input; write a retried run to a new --output")
+    fmt = detect_format(files) if cfg.io.input_format == "auto" else cfg.io.input_format
+    schema_ = StructType([f for f in input_schema(spark, files, fmt).fields if f.name != UNIT_COLUMN])
+    stage_checks.text_stage(schema_, cfg.columns.text)
+
+    def read(paths):
+        df = read_files(spark, paths, fmt, schema_)
+        return df.drop(UNIT_COLUMN) if UNIT_COLUMN in df.columns else df
+
+    language_default = cfg.columns.language[0] if cfg.columns.language else None
+    judge(spark.createDataFrame([], schema_), judge_cfg, cfg.columns.text, None, retry_failed, language_default, checked)
+    flight = preflight(judge_cfg, *checked) if judge_cfg.preflight else {}
+    total = read(files).count()
+    groups = math.ceil(len(files) / cfg.io.files_per_unit)
+    buckets = max(1, math.ceil(total / groups / judge_cfg.rows_per_unit))
+    extra = {"rows": total, "retry_failed": retry_failed, "text": cfg.columns.text,
+             "judges": {e.name: [e.model, e.base_url, checked[0][e.name].default.label,
+                                 {k: p.label for k, p in sorted(checked[0][e.name].by_language.items())}]
+                        for e in judge_cfg.judges}}
+    plan = UnitPlan(spark, out, files, cfg.io.files_per_unit, buckets, extra)
+    plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
+    for unit in plan.pending():
+        part = read(plan.files(unit))
+        if buckets > 1:
+            part = part.where(F.pmod(F.xxhash64(quoted(cfg.columns.text)), F.lit(buckets)) == plan.bucket(unit))
+        if partitions:
+            part = part.repartition(partitions)
+        rows = part.count()
+        judged = judge(part, judge_cfg, cfg.columns.text, cfg.spark.arrow_batch_size, retry_failed, language_default, checked)
+        try:
+            judged.write.mode("overwrite").parquet(plan.path(unit))
+        except Exception as err:
+            failure = _judge_failure(err)
+            if failure is None:
+                raise
+            raise failure from None
+        stats, rows_written = failure_stats(spark.read.parquet(plan.path(unit)), judge_cfg)
+        if rows_written != rows:
+            raise AccountingError(f"{plan.path(unit)}: judged {rows} rows but wrote {rows_written}")
+        problem = _too_many_failures(stats, judge_cfg)
+        if problem:  # not committed: a rerun asks this unit again
+            raise JudgeFailureError(f"{problem} in unit {unit}; fix the server and rerun (finished units are kept)")
+        plan.commit(unit, {"input_rows": rows, "judges": stats})
+    markers = plan.markers()
     written = spark.read.parquet(out)
     rows_out = written.count()
-    if rows_out != rows_in:
-        raise AccountingError(f"judge read {rows_in} rows but wrote {rows_out} to {out}")
-    summary = {"output": out, "rows": rows_out, "judges": {}}
+    if rows_out != total or sum(m["input_rows"] for m in markers) != total:
+        raise AccountingError(f"judge read {total} rows but {out} holds {rows_out}")
+    summary = {"output": out, "rows": rows_out, "units": len(markers), "units_resumed": plan.resumed,
+               "retry_failed": retry_failed, "preflight": flight, "judges": {}}
     for e in judge_cfg.judges:
         cols = judge_columns(e.name)
         kind = F.substring_index(cols["error"], ":", 1).alias("error")
@@ -110,5 +248,6 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
             scores[str(r["score"])] = scores.get(str(r["score"]), 0) + r["count"]
             if r["error"] is not None:
                 errors[r["error"]] = errors.get(r["error"], 0) + r["count"]
-        summary["judges"][e.name] = {"scores": dict(sorted(scores.items())), "errors": errors}
+        summary["judges"][e.name] = {"model": e.model, "endpoint": e.base_url, "prompt": checked[0][e.name].default.label,
+                                     "scores": dict(sorted(scores.items())), "errors": errors}
     return summary

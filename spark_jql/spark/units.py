@@ -24,11 +24,16 @@ UNIT_COLUMN = "jql_unit"
 
 
 class UnitPlan:
-    def __init__(self, spark: SparkSession, root: str, files: list[str], files_per_unit: int):
+    def __init__(self, spark: SparkSession, root: str, files: list[str], files_per_unit: int, buckets: int = 1,
+                 extra: dict | None = None):
         self.spark = spark
         self.root = root
-        self.units = [files[i : i + files_per_unit] for i in range(0, len(files), files_per_unit)]
+        groups = [files[i : i + files_per_unit] for i in range(0, len(files), files_per_unit)]
+        self.buckets = buckets
+        self.units = [group for group in groups for _ in range(buckets)]
         self.manifest = {"format": "spark_jql-units-v1", "files_per_unit": files_per_unit, "files": files}
+        if buckets != 1 or extra:
+            self.manifest.update({"buckets": buckets, **(extra or {})})
         self.meta = join_path(root, "_jql_units")
         self.resumed = 0
 
@@ -40,6 +45,9 @@ class UnitPlan:
 
     def files(self, unit: int) -> list[str]:
         return self.units[unit]
+
+    def bucket(self, unit: int) -> int:
+        return unit % self.buckets
 
     def prepare(self, resume: bool, mode: str) -> None:
         """Keep a matching previous run's finished units; otherwise clear the output (or refuse)."""
