@@ -233,7 +233,7 @@ def test_spark_judge_stage_units_resume_retry_failed_and_stops(spark, tmp_path, 
         # feed the judged output back: only failed rows are asked again (FLAKY now answers)
         before = dict(server.requests)
         retried = tmp_path / "retried"
-        again = ["--set", f"io.input=[{out}]", "--set", f"io.output={tmp_path / 'out'}",
+        again = ["--set", f"io.input=[{out}]", "--set", f"io.output={tmp_path / 'second'}",
                  "judge", "--judge-config", str(judge_yaml), "--retry-failed", "--output", str(retried)]
         assert main(again) == 0
         asked = {d for d, n in server.requests.items() if n > before.get(d, 0)} - {PREFLIGHT_TEXT}
@@ -259,7 +259,7 @@ def test_judge_api_rejects_bad_input(spark):
 
     cfg = config("http://127.0.0.1:9/v1")
     df = spark.createDataFrame([("1", 5, "x")], "id string, n int, judge_fake string")
-    with pytest.raises(InputError, match="not a string"):
+    with pytest.raises(InputError, match="not string"):
         judge(df, cfg, text_column="n")
     with pytest.raises(InputError, match="judge_fake"):
         judge(df, cfg, text_column="id")

@@ -173,6 +173,7 @@ def _judge_failure(err: Exception) -> JudgeFailureError | None:
 def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, partitions: int | None = None,
                      retry_failed: bool = False) -> dict:
     """The ``judge`` stage: read io.input, judge it unit by unit (resumable), check counts, summarise."""
+    from spark_jql.spark import preflight as stage_checks
     from spark_jql.spark.io import (
         detect_format,
         input_files,
