@@ -283,26 +283,31 @@ def is_filesystem_root(path: str) -> bool:
     return local in ("/", "")
 
 
-def output_overlaps_input(output: str, inputs: list[str]) -> str | None:
+def output_overlaps_input(output: str, inputs: list[str], replaced: list[str] | None = None) -> str | None:
     """Why ``output`` may not be used with ``inputs`` (None if it may): outputs inside an input, or the reverse.
 
     Lexical (works for every filesystem): an input directory or a glob that covers the output would read
-    the outputs back as input on the next run; an input inside scored/, filtered/ ... would be replaced.
+    the outputs back as input on the next run; an input inside a directory a run replaces (``replaced``,
+    by default the job's scored/, filtered/ ... under ``output``) would be deleted.
     """
     out_fs, out = _split_uri(output)
+    replaced_dirs = [_split_uri(r)[1] for r in replaced] if replaced is not None else [
+        posixpath.join(out, d) for d in OUTPUT_SUBDIRS
+    ]
     for pattern in inputs:
         in_fs, inp = _split_uri(pattern)
         if in_fs != out_fs or not inp:
             continue
         if any(c in inp for c in "*?["):
             ancestors = [out] + [str(p) for p in PurePosixPath(out).parents]
-            if any(fnmatch.fnmatchcase(a, inp) for a in ancestors):
-                return f"output {output!r} lies inside the input {pattern!r}: the next run would read its outputs as input"
-        elif out == inp or out.startswith(inp.rstrip("/") + "/"):
+            inside = any(fnmatch.fnmatchcase(a, inp) for a in ancestors)
+        else:
+            inside = out == inp or out.startswith(inp.rstrip("/") + "/")
+        if inside:
             return f"output {output!r} lies inside the input {pattern!r}: the next run would read its outputs as input"
-        managed = [posixpath.join(out, d) for d in OUTPUT_SUBDIRS]
-        if any(inp == m or inp.startswith(m + "/") for m in managed):
-            return f"input {pattern!r} lies inside the output's own directories under {output!r}, which a run replaces"
+        for r in replaced_dirs:
+            if inp == r or inp.startswith(r.rstrip("/") + "/"):
+                return f"input {pattern!r} lies inside {out_fs + r!r}, which a run with output {output!r} replaces"
     return None
 
 

@@ -73,13 +73,14 @@ def test_output_at_filesystem_root(gte_bundle, docs_file, tmp_path, capsys, outp
 
 
 @case("`io.output` inside the input (a directory or glob given as `io.input`), or an input inside scored/ ...",
-      "exit 2 at config load: `io: output '<in>/out' lies inside the input '<in>' ...`")
+      "exit 2 at config load: `io: output '<in>/out' lies inside the input '<in>' ...` / `io: input "
+      "'<out>/scored/*.parquet' lies inside '<out>/scored', which a run with output '<out>' replaces`")
 def test_output_inside_input(gte_bundle, docs_file, tmp_path, capsys):
     folder = docs_file.parent
     err = _refused(capsys, gte_bundle, [str(folder)], folder / "out")
     assert f"io: output '{folder / 'out'}' lies inside the input '{folder}'" in err
     err = _refused(capsys, gte_bundle, [str(tmp_path / "out" / "scored" / "*.parquet")], tmp_path / "out")
-    assert "lies inside the output's own directories" in err
+    assert f"input '{tmp_path / 'out' / 'scored' / '*.parquet'}' lies inside '{tmp_path / 'out' / 'scored'}', which a run" in err
 
 
 # -- the input's columns (schema only) ----------------------------------------------------------------
@@ -95,12 +96,12 @@ def test_missing_text_column(spark, gte_bundle, tmp_path, capsys):
 
 
 @case("the text column is not a string (e.g. a number in every row)",
-      "exit 2 before scoring: `text column 'text' has type bigint, not string (columns.text, in the input); cast it first ...`")
+      "exit 2 before scoring: `text column 'text' has type bigint, not string (columns.text, in the input): a text column that is not a string must be cast first ...`")
 def test_text_column_not_a_string(spark, gte_bundle, tmp_path, capsys):
     path = tmp_path / "in" / "docs.jsonl"
     write_jsonl([{"id": str(i), "text": i, "language": "deu"} for i in range(5)], path)
     err = _refused(capsys, gte_bundle, [str(path)], tmp_path / "out", stage="annotate")
-    assert "text column 'text' has type bigint, not string (columns.text, in the input); cast it first" in err
+    assert "text column 'text' has type bigint, not string (columns.text, in the input): a text column" in err
 
 
 @case("a `columns.language` column is missing from the input (`run`)",
@@ -109,6 +110,29 @@ def test_missing_language_column_for_run(spark, gte_bundle, docs_file, tmp_path,
     err = _refused(capsys, gte_bundle, [str(docs_file)], tmp_path / "out", **{"columns.language": "[lang]"})
     assert "language column(s) ['lang'] (columns.language) not in the input" in err
     assert "columns.constant_language" in err
+
+
+@case("a `columns.language` column that is a struct, array or map",
+      "exit 2 before scoring: `language column 'meta' (columns.language) in the input has type struct<...>; a language "
+      "key must be a string, integer or boolean ...`")
+def test_language_column_not_a_plain_value(spark, gte_bundle, tmp_path, capsys):
+    path = tmp_path / "in" / "docs.jsonl"
+    write_jsonl([{"id": str(i), "text": "Hallo Welt", "meta": {"lang": "deu"}} for i in range(5)], path)
+    err = _refused(capsys, gte_bundle, [str(path)], tmp_path / "out", **{"columns.language": "[meta]"})
+    assert "language column 'meta' (columns.language) in the input has type struct<lang:string>" in err
+
+
+@case("`langid`, `embed` or `judge` with `--output` that holds the input, or is a filesystem root",
+      "exit 2 before any task: `output '<dir>' lies inside the input ...` / `input '<dir>/*.jsonl' lies inside "
+      "'<dir>', which a run with output '<dir>' replaces`")
+def test_stage_output_over_the_input(spark, gte_bundle, docs_file, tmp_path, capsys):
+    args = [*as_cli_args(job_overrides(gte_bundle, [str(docs_file.parent / "*.jsonl")], tmp_path / "out")), "langid"]
+    assert main([*args, "--output", str(docs_file.parent)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"input '{docs_file.parent / '*.jsonl'}' lies inside '{docs_file.parent}', which a run with output" in err
+    assert docs_file.is_file()
+    assert main([*args, "--output", "/"]) == 2
+    assert "output '/' is empty or the root of a filesystem" in capsys.readouterr().err
 
 
 # -- the embedder and its tokenizer (files and headers only; the encoder is not run) ------------------
@@ -162,7 +186,7 @@ def test_config_and_weights_disagree(spark, gte_bundle, docs_file, tmp_path, cap
 
 @case("a Hub embedder id that is not cached while `HF_HUB_OFFLINE=1`",
       "exit 2 before scoring: `cannot load embedder '<id>': HF_HUB_OFFLINE=1 and it is not in the Hugging Face cache "
-      "(<dir>). Pre-download it (`hf download <id>` ...) or give a local path instead.`")
+      "(<dir>). Pre-download it (hf download <id> ...) or give a local path instead.`")
 def test_uncached_hub_embedder_offline(spark, gte_bundle, docs_file, tmp_path, capsys, empty_hf_cache):
     bundle = {**gte_bundle, "embedder": {"model": "Snowflake/snowflake-arctic-embed-m-v2.0"}}
     err = _refused(capsys, bundle, [str(docs_file)], tmp_path / "out")
@@ -171,7 +195,42 @@ def test_uncached_hub_embedder_offline(spark, gte_bundle, docs_file, tmp_path, c
     assert "`hf download Snowflake/snowflake-arctic-embed-m-v2.0`" in err
 
 
+@case("`scorer.embedder.model` names a local folder that does not exist",
+      "exit 2 before scoring: `embedder '<path>' looks like a local path but does not exist`")
+def test_missing_model_folder(spark, gte_bundle, docs_file, tmp_path, capsys):
+    bundle = {**gte_bundle, "embedder": {"model": str(tmp_path / "no" / "model")}}
+    err = _refused(capsys, bundle, [str(docs_file)], tmp_path / "out")
+    assert f"embedder '{tmp_path / 'no' / 'model'}' looks like a local path but does not exist" in err
+
+
+@case("config.json of a model type transformers does not know (custom code, `trust_remote_code` off)",
+      "exit 2 before scoring: `<dir>/config.json: transformers cannot read it (ValueError: ...)`")
+def test_unknown_model_type(spark, gte_bundle, docs_file, tmp_path, capsys):
+    bundle, encoder = _model_copy(gte_bundle, tmp_path)
+    settings = json.loads((encoder / "config.json").read_text())
+    (encoder / "config.json").write_text(json.dumps({**settings, "model_type": "no-such-model"}))
+    err = _refused(capsys, bundle, [str(docs_file)], tmp_path / "out")
+    assert f"{encoder / 'config.json'}: transformers cannot read it (" in err
+
+
 # -- heads (loaded and probed for real: they are tiny) --------------------------------------------------
+@case("a head file that does not exist", "exit 2 before scoring: `head 'gone': checkpoint file not found: <path>`")
+def test_missing_head_file(spark, gte_bundle, docs_file, tmp_path, capsys):
+    bundle = {**gte_bundle, "heads": [{"name": "gone", "path": str(tmp_path / "gone.ckpt")}]}
+    err = _refused(capsys, bundle, [str(docs_file)], tmp_path / "out")
+    assert f"head 'gone': checkpoint file not found: {tmp_path / 'gone.ckpt'}" in err
+
+
+@case("a Hub head that is not cached while `HF_HUB_OFFLINE=1`",
+      "exit 2 before scoring: `cannot load head 'h' from '<repo>/<file>': HF_HUB_OFFLINE=1 and it is not in the "
+      "Hugging Face cache (<dir>). Pre-download it (hf download <repo> <file> ...)`")
+def test_uncached_hub_head_offline(spark, gte_bundle, docs_file, tmp_path, capsys, empty_hf_cache):
+    bundle = {**gte_bundle, "heads": [{"name": "h", "repo_id": "Jackal-AI/JQL-Edu-Heads", "filename": "checkpoints/x.ckpt"}]}
+    err = _refused(capsys, bundle, [str(docs_file)], tmp_path / "out")
+    assert "cannot load head 'h' from 'Jackal-AI/JQL-Edu-Heads/checkpoints/x.ckpt': HF_HUB_OFFLINE=1" in err
+    assert "`hf download Jackal-AI/JQL-Edu-Heads checkpoints/x.ckpt`" in err
+
+
 @case("a head whose weights hold NaN", "exit 2 before scoring: `head 'broken' (<file>) gives non-finite scores on a probe ...`")
 def test_head_with_nan_weights(spark, gte_bundle, docs_file, tmp_path, capsys):
     head = random_head("broken", 32, 64)
@@ -193,7 +252,7 @@ def test_head_for_another_embedder(spark, gte_bundle, docs_file, tmp_path, capsy
 
 @case("the model fails to load on an executor although the driver's check passed (e.g. other files there)",
       "exit 2, one line: `cannot load the scorer on executor pid N (cpu): <dir>/model.safetensors is corrupt or "
-      "truncated ...`; a retried task on that worker fails at once with the same line")
+      "truncated ...` (not Spark's traceback of every task attempt)")
 def test_executor_load_error_is_one_line(spark, gte_bundle, docs_file, tmp_path, capsys, monkeypatch):
     from spark_jql.spark import preflight
 

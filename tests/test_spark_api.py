@@ -177,7 +177,7 @@ def test_constant_language(scored):
 
 
 def test_input_errors_name_the_problem(spark, corpus, scorer_config):
-    with pytest.raises(InputError, match=r"\['body'\].*columns \['id'"):
+    with pytest.raises(InputError, match=r"'body' \(columns.text\) is not in the input; its columns are \['id'"):
         annotate(corpus, scorer_config, text_column="body")
     with pytest.raises(InputError, match="'n' has type bigint, not string"):
         annotate(spark.range(3).withColumnRenamed("id", "n"), scorer_config, text_column="n")

@@ -49,6 +49,7 @@ def _check_scorer(config_json: str) -> ScorerCheck:
     settings = _model_settings(model_dir)
     hidden = settings.get("hidden_size") if isinstance(settings.get("hidden_size"), int) else None
     vocab = settings.get("vocab_size") if isinstance(settings.get("vocab_size"), int) else None
+    _check_model_config(model_dir, config.embedder)
     rows = _check_weights(model_dir, vocab, hidden) if has_weights else vocab
     size = _check_tokenizer(model_dir, config.embedder, rows)
     names = _check_heads(config, hidden)
@@ -66,6 +67,19 @@ def _model_settings(model_dir: Path) -> dict:
     if not isinstance(settings, dict):
         raise ModelFilesError(f"{path}: expected a JSON object, got {type(settings).__name__}")
     return settings
+
+
+def _check_model_config(model_dir: Path, embedder: EmbedderConfig) -> None:
+    """transformers can read config.json (an unknown model type needs remote code, or a newer transformers)."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(str(model_dir), trust_remote_code=embedder.trust_remote_code, local_files_only=True)
+    except Exception as err:
+        hint = "; a model with its own code needs scorer.embedder.trust_remote_code=true" if "trust_remote_code" in str(err) else ""
+        raise ModelFilesError(
+            f"{model_dir / 'config.json'}: transformers cannot read it ({type(err).__name__}: {first_line(err)}){hint}"
+        ) from None
 
 
 def _weight_files(model_dir: Path) -> list[Path]:

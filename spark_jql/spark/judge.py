@@ -193,7 +193,7 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
         raise InputError(f"the output {out} is also the input; write a retried run to a new --output")
     fmt = detect_format(files) if cfg.io.input_format == "auto" else cfg.io.input_format
     schema_ = StructType([f for f in input_schema(spark, files, fmt).fields if f.name != UNIT_COLUMN])
-    stage_checks.text_stage(schema_, cfg.columns.text)
+    stage_checks.text_stage(cfg, out, schema_)
 
     def read(paths):
         df = read_files(spark, paths, fmt, schema_)

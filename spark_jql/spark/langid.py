@@ -205,7 +205,7 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
     output = output or join_path(config.io.output, "with_language")
     start = time.perf_counter()
     source = read_input(spark, config.io.input, config.io.input_format)
-    preflight.text_stage(source.schema, config.columns.text)
+    preflight.text_stage(config, output, source.schema)
     rows = source.count()
     add_language(source, langid, config.columns.text).write.mode(config.io.mode).parquet(output)
     written = spark.read.parquet(output)

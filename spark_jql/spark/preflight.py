@@ -11,10 +11,15 @@ themselves are validated earlier, in ``config.py``.
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StringType, StructType
+from pyspark.sql.types import BooleanType, IntegralType, StringType, StructType
 
 from spark_jql import schema as names
-from spark_jql.config import ColumnsConfig, JobConfig, ScorerConfig
+from spark_jql.config import (
+    ColumnsConfig,
+    JobConfig,
+    is_filesystem_root,
+    output_overlaps_input,
+)
 from spark_jql.errors import InputError
 from spark_jql.scoring.preflight import ScorerCheck, check_scorer
 from spark_jql.spark.io import read_text
@@ -33,12 +38,13 @@ def check_text_column(schema: StructType, text: str, where: str = "the input") -
     dtype = schema[text].dataType
     if not isinstance(dtype, StringType):
         raise InputError(
-            f"text column {text!r} has type {dtype.simpleString()}, not string (columns.text, in {where}); cast it "
-            f"first, e.g. df.withColumn({text!r}, F.col({text!r}).cast('string')), or name the right column"
+            f"text column {text!r} has type {dtype.simpleString()}, not string (columns.text, in {where}): a text column "
+            f"that is not a string must be cast first, e.g. df.withColumn({text!r}, F.col({text!r}).cast('string'))"
         )
 
 
 def check_language_columns(schema: StructType, columns: ColumnsConfig, where: str = "the input") -> None:
+    """Each language column exists and holds plain values (they key thresholds.json and a join)."""
     if columns.constant_language is not None:
         return
     missing = [c for c in columns.language if c not in schema.fieldNames()]
@@ -48,6 +54,22 @@ def check_language_columns(schema: StructType, columns: ColumnsConfig, where: st
             "Name the language column(s), set columns.constant_language for monolingual input, "
             "or add one with `spark-jql langid`"
         )
+    for name in columns.language:
+        dtype = schema[name].dataType
+        if not isinstance(dtype, (StringType, IntegralType, BooleanType)):
+            raise InputError(
+                f"language column {name!r} (columns.language) in {where} has type {dtype.simpleString()}; a language "
+                "key must be a string, integer or boolean (cast it, or name a field of it as its own column)"
+            )
+
+
+def output_path(output: str, inputs: list[str]) -> None:
+    """A stage's own output directory (``--output``), which Spark replaces: not a root, not over the input."""
+    if is_filesystem_root(output):
+        raise InputError(f"output {output!r} is empty or the root of a filesystem; give a directory of its own")
+    clash = output_overlaps_input(output, inputs, replaced=[output])
+    if clash:
+        raise InputError(clash)
 
 
 def annotate(config: JobConfig, input_schema: StructType, thresholds_follow: bool = False) -> ScorerCheck:
@@ -90,12 +112,14 @@ def thresholds_file(spark: SparkSession, path: str, config: JobConfig) -> Thresh
     return result
 
 
-def embed(scorer: ScorerConfig, input_schema: StructType, text: str) -> ScorerCheck:
-    """embed: the text column, then the embedder, tokenizer and heads."""
-    check_text_column(input_schema, text)
-    return check_scorer(scorer)
+def embed(config: JobConfig, output: str, input_schema: StructType) -> ScorerCheck:
+    """embed: its output directory, the text column, then the embedder, tokenizer and heads."""
+    output_path(output, config.io.input)
+    check_text_column(input_schema, config.columns.text)
+    return check_scorer(config.scorer)
 
 
-def text_stage(input_schema: StructType, text: str) -> None:
-    """judge and langid: the text column."""
-    check_text_column(input_schema, text)
+def text_stage(config: JobConfig, output: str, input_schema: StructType) -> None:
+    """judge and langid: their output directory and the text column."""
+    output_path(output, config.io.input)
+    check_text_column(input_schema, config.columns.text)

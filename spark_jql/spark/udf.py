@@ -60,7 +60,7 @@ def task_device(setting: str) -> str:
     if torch.cuda.is_available():
         return "cuda"
     if setting == "cuda":
-        raise RuntimeError("embedder.device is 'cuda' but this executor has no CUDA device")
+        raise WorkerLoadError("scorer.embedder.device is 'cuda' but this executor has no CUDA device (set it to 'auto' or 'cpu')")
     return "cpu"
 
 
