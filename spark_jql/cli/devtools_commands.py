@@ -9,13 +9,14 @@ from spark_jql.cli.registry import Command
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--output", default="demo_output", help="where the demo writes data, models and results")
-    demo.add_argument("--docs", type=int, default=2000, help="number of generated documents")
+    demo.add_argument("--docs", type=int, default=2000, help="number of generated documents (labelled set + corpus)")
+    demo.add_argument("--labelled-share", type=float, default=0.3, help="share of the documents used to train the heads")
 
 
 def _demo(args: argparse.Namespace) -> dict:
     from spark_jql.devtools.demo import run_demo
 
-    return run_demo(args.output, args.docs, args.config, args.overrides)
+    return run_demo(args.output, args.docs, args.config, args.overrides, args.labelled_share)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -25,9 +26,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    Command("demo", "offline demo: generate sample data and tiny random models, then run", _demo, _demo_arguments,
-            description="Generate a multilingual sample and tiny models offline, then run the whole job on a\n"
-                        "local Spark session. Needs no download."),
+    Command("demo", "offline JQL demo: train heads on a labelled toy corpus, filter the rest, write the report",
+            _demo, _demo_arguments,
+            description="Generate a multilingual toy corpus with known educational value and a tiny bag-of-words\n"
+                        "encoder offline; embed the labelled part and train heads on it (JQL step 3); annotate,\n"
+                        "threshold and filter the rest with them (step 4) on a local Spark session; print how\n"
+                        "well kept and dropped documents separate; write the HTML report. Needs no download."),
     Command("bench", "throughput benchmark (see docs/benchmarks.md); 'spark-jql bench --help' for its options", _bench,
             passthrough=True),
 ]

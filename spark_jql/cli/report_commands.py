@@ -17,9 +17,10 @@ def _report_arguments(rep: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> dict:
-    from spark_jql.report import write_report
+    from spark_jql.report import require_plotting, write_report
     from spark_jql.spark.session import session_for
 
+    require_plotting()  # before the SparkSession starts
     config = load_config(args.config, args.overrides)
     quantile = args.quantile if args.quantile is not None else config.filter.quantile
     return write_report(session_for(config), args.output or config.io.output, args.path, args.bins, quantile)

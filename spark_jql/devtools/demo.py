@@ -1,42 +1,175 @@
-"""Offline pipeline demo: generated multilingual sample + tiny random models, full job on local Spark.
+"""Offline demo: a small, honest JQL run (steps 3 and 4) on local Spark, with no download.
 
-The scores are noise (random weights); the demo shows the mechanics, schemas and
-outputs. The same job with the default config loads the real JQL models from the Hub.
+1. Generate a multilingual corpus whose documents mix educational, everyday and
+   spam sentences (``sample_data``), so each has a known educational value 0-5 and
+   three noisy "judge" ratings of it. A share of it is the labelled set, the rest
+   is the corpus to filter (its labels ride along, unused by the job, so the demo
+   can check the filter).
+2. Build the tiny bag-of-words GTE encoder (``tiny_models.build_bag_of_words_encoder``,
+   fitted on other, unlabelled generated documents) and save it with ``save_pretrained``.
+3. JQL step 3: ``embed`` the labelled set and ``train`` one head per judge, with the
+   same functions the ``embed`` and ``train`` subcommands call.
+4. JQL step 4: ``annotate``, ``thresholds``, ``filter`` the corpus with those heads.
+5. Print the heads' Spearman on the corpus (documents no head was trained on) and
+   the mean educational value of kept vs dropped documents; write the HTML report.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 
+import numpy as np
+
 from spark_jql.config import load_config
-from spark_jql.devtools.sample_data import generate_documents, write_jsonl
-from spark_jql.devtools.tiny_models import build_demo_bundle
+from spark_jql.devtools.sample_data import (
+    JUDGES,
+    TRUTH,
+    generate_documents,
+    write_jsonl,
+)
+from spark_jql.devtools.tiny_models import (
+    ARCHITECTURES,
+    build_bag_of_words_encoder,
+    build_heads,
+)
+
+HEAD_NAMES = {f"Edu-Demo-{judge.split('_')[-1].upper()}": judge for judge in JUDGES}  # head -> label column
+TRAIN_SETTINGS = {"epochs": 200, "batch_size": 32, "early_stopping_patience": 20, "val_fraction": 0.2}  # small set: more steps
 
 
-def demo_overrides(output: str | Path, docs: int = 2000, files: int = 4) -> list[str]:
-    """Write the sample data and tiny models under ``output``; return the config overrides that use them."""
+def pairwise_cosine_spread(embeddings: np.ndarray, sample: int = 300) -> dict:
+    """Mean, std, min, max of the cosine between distinct rows (the first ``sample`` rows with an embedding)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    x = x[np.isfinite(x).all(axis=1)][:sample]
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cos = (x @ x.T)[np.triu_indices(len(x), 1)]
+    return {"pairs": int(len(cos)), "mean": float(cos.mean()), "std": float(cos.std()),
+            "min": float(cos.min()), "max": float(cos.max())}
+
+
+def prepare(output: str | Path, docs: int = 2000, labelled_share: float = 0.3, files: int = 4) -> dict:
+    """Write the labelled set, the corpus and the encoder under ``output`` (kept if already there)."""
     output = Path(output).resolve()
-    data = output / "input"
-    if not data.exists():
-        write_jsonl(generate_documents(docs, seed=7), data, files=files)
-    bundle = build_demo_bundle(output / "models", "gte-tiny", seed=7)
+    labelled, corpus = output / "input" / "labelled", output / "input" / "corpus"
+    if not (labelled.exists() and corpus.exists()):
+        records = generate_documents(docs, seed=7, labels=True)
+        n_labelled = max(20, int(round(docs * labelled_share)))
+        write_jsonl(records[:n_labelled], labelled, files=1 if n_labelled < 200 else 2)
+        write_jsonl(records[n_labelled:], corpus, files=files)
+    encoder = output / "models" / "encoder"
+    if not (encoder / "config.json").exists():
+        build_bag_of_words_encoder(encoder, seed=11)
+    return {"labelled": labelled / "*.jsonl", "corpus": corpus / "*.jsonl", "encoder": encoder,
+            "heads": output / "models" / "heads", "results": output / "results"}
+
+
+def demo_overrides(paths: dict) -> list[str]:
+    """Config overrides for the corpus run; ``scorer.heads`` comes from training (``heads.yaml``)."""
     return [
-        f"io.input={json.dumps([str(data / '*.jsonl')])}",
-        f"io.output={output / 'results'}",
-        f"scorer.embedder.model={bundle['embedder']['model']}",
-        f"scorer.heads={json.dumps(bundle['heads'])}",
+        f"io.input={json.dumps([str(paths['corpus'])])}",
+        f"io.output={paths['results']}",
+        f"scorer.embedder.model={paths['encoder']}",
         "columns.language=[language, language_script]",
         "thresholds.min_docs=50",
         "spark.master=local[2]",
     ]
 
 
-def run_demo(output: str = "demo_output", docs: int = 2000, config: str | None = None, overrides: list[str] | None = None) -> dict:
+def run_demo(output: str = "demo_output", docs: int = 2000, config: str | None = None,
+             overrides: list[str] | None = None, labelled_share: float = 0.3) -> dict:
+    import yaml
+
+    from spark_jql.method.evaluate import evaluate
+    from spark_jql.method.train import load_embeddings
+    from spark_jql.report import require_plotting, write_report
+    from spark_jql.spark.embed import write_embeddings
     from spark_jql.spark.job import Job
     from spark_jql.spark.session import build_session
 
-    cfg = load_config(config, demo_overrides(output, docs) + list(overrides or []))
+    require_plotting()  # the demo ends with the report: say what to install before any work
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never wait on a network
+    paths = prepare(output, docs, labelled_share)
+    base = demo_overrides(paths) + list(overrides or [])
+    cfg = load_config(config, base)
+    say(f"JQL demo (offline, tiny bag-of-words encoder, toy corpus with known labels); outputs under {Path(output).resolve()}")
     spark = build_session(cfg.spark.master, cfg.spark.app_name, cfg.spark.conf)
-    print(f"spark-jql demo: PIPELINE DEMO with tiny random models; scores are noise. Outputs: {cfg.io.output}")
-    return Job(spark, cfg).run()
+
+    # JQL step 3: embed the labelled set, train one head per judge
+    embeddings = str(paths["results"] / "embeddings")
+    # The embed stage builds the same scorer as annotate, heads included, so it gets stand-in heads
+    # (random, never used for the embeddings) until it loads the encoder alone.
+    stand_in = build_heads(paths["heads"] / "stand_in", ARCHITECTURES["gte-bow"]["hidden_size"], ["stand_in"], hidden_dim=8)
+    labelled_cfg = load_config(config, base + [f"io.input={json.dumps([str(paths['labelled'])])}",
+                                              f"scorer.heads={json.dumps([{'name': 'stand_in', 'path': str(stand_in['stand_in'])}])}"])
+    embedded = write_embeddings(labelled_cfg, embeddings, [*JUDGES, TRUTH])
+    spread = pairwise_cosine_spread(load_embeddings(embeddings, []).embeddings)
+    say(f"step 3: embedded {embedded['rows']} labelled documents; pairwise cosine of their embeddings "
+        f"mean {spread['mean']:.3f}, std {spread['std']:.3f}, min {spread['min']:.3f}")
+    trained = train_demo_heads(embeddings, paths["heads"], str(paths["encoder"]))
+    validation = {h: (r.get("validation") or {}).get("spearman") for h, r in trained.items()}
+    say("step 3: trained heads " + ", ".join(f"{h} (validation Spearman vs its judge {_num(v)})" for h, v in validation.items()))
+
+    # JQL step 4: annotate, thresholds and filter the corpus with the trained heads
+    heads = yaml.safe_load((paths["heads"] / "heads.yaml").read_text())["heads"]
+    cfg = load_config(config, base + [f"scorer.heads={json.dumps(heads)}"])
+    summary = Job(spark, cfg).run()
+    stats = _columns(paths["results"] / "stats", [TRUTH, *[f"score_{h}" for h in HEAD_NAMES], "jql_score"])
+    quality = evaluate(stats, TRUTH)["overall"]
+    held_out = {p.removeprefix("score_"): m["spearman"] for p, m in quality.items()}
+    kept = _mean_value(_columns(paths["results"] / "filtered", [TRUTH]))
+    dropped = _mean_value(_columns(paths["results"] / "dropped", [TRUTH]))
+    flt = summary["filter"]
+    say(f"step 4: scored {summary['annotate']['scored_rows']} corpus documents at "
+        f"{summary['annotate']['docs_per_second']} docs/s; held-out Spearman vs the true value: "
+        + ", ".join(f"{h} {_num(v)}" for h, v in held_out.items()))
+    say(f"step 4: kept {flt['kept_rows']}, dropped {flt['dropped_rows']} (quantile {flt['quantile']}); "
+        f"mean educational value kept {kept['mean']:.2f} vs dropped {dropped['mean']:.2f} (0-5); "
+        f"share of mostly educational documents (value >= 3.5) kept {kept['high_share']:.0%} vs dropped {dropped['high_share']:.0%}")
+
+    report = write_report(spark, str(paths["results"]), filter_quantile=cfg.filter.quantile)
+    say(f"report: {report['report']}")
+    return {
+        "output": str(paths["results"]),
+        "report": report["report"],
+        "embedding_cosine": spread,
+        "validation_spearman": validation,
+        "held_out_spearman": held_out,
+        "kept": kept,
+        "dropped": dropped,
+        "summary": str(paths["results"] / "summary.json"),
+    }
+
+
+def train_demo_heads(embeddings: str, output: Path, embedder: str) -> dict:
+    """One head per judge column: what ``spark-jql train --label HEAD=COLUMN ...`` runs; returns the per-head report."""
+    from spark_jql.config import TrainConfig
+    from spark_jql.method.train import load_embeddings, save_trained_heads, train_heads
+
+    cfg = TrainConfig(**TRAIN_SETTINGS)
+    data = load_embeddings(embeddings, list(HEAD_NAMES.values()))
+    results = train_heads(data.embeddings, {h: data.labels[c] for h, c in HEAD_NAMES.items()}, cfg, HEAD_NAMES)
+    return save_trained_heads(results, output, cfg, embedder)["heads"]
+
+
+def _columns(path: Path, columns: list[str]):
+    """Some columns of a parquet directory Spark wrote (``jql_unit=N`` partitions included) as pandas."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(path), format="parquet", partitioning="hive").to_table(columns=columns).to_pandas()
+
+
+def _mean_value(frame) -> dict:
+    values = frame[TRUTH].to_numpy(dtype=np.float64)
+    return {"documents": int(len(values)), "mean": float(values.mean()) if len(values) else math.nan,
+            "high_share": float((values >= 3.5).mean()) if len(values) else math.nan}
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def say(line: str) -> None:
+    print(f"spark-jql demo: {line}", flush=True)

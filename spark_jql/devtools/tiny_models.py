@@ -1,10 +1,16 @@
-"""Build small, randomly initialised JQL-shaped models offline.
+"""Build small JQL-shaped models offline.
 
 Used by the README demo, the tests and the benchmark: a tokenizer trained with
 ``tokenizers`` on the sample corpus, an encoder (GTE like arctic-embed-m-v2.0,
 or XLM-RoBERTa) created from a config and saved with ``save_pretrained``, and
 heads written in the exact JQL Lightning checkpoint layout. Everything loads
-through the same code path as the real models. Scores from these are noise.
+through the same code path as the real models.
+
+Randomly initialised encoders (``build_encoder``) give nearly identical CLS
+vectors (pairwise cosine ~0.9999998), so scores from them are noise: right for
+tests of the mechanics. ``build_bag_of_words_encoder`` is the demo's encoder: the
+same GTE architecture with weights set so that CLS carries a document's bag of
+words (see ``bag_of_words_weights``), which heads can learn from.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ ARCHITECTURES = {
     "gte-tiny": dict(
         model_type="gte", hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, vocab_size=None, max_position_embeddings=8192, rope_theta=160000.0,
+    ),
+    "gte-bow": dict(  # the demo's encoder: wide enough for the bag-of-words vectors to keep the sentence kinds apart
+        model_type="gte", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, vocab_size=None, max_position_embeddings=8192, rope_theta=160000.0,
     ),
     "xlmr-tiny": dict(
         model_type="xlm-roberta", hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -63,8 +73,12 @@ def build_tokenizer(out_dir: str | Path, texts: list[str] | None = None, vocab_s
 
 
 def build_encoder(out_dir: str | Path, architecture: str = "gte-tiny", seed: int = 0, vocab_size: int | None = None,
-                  save_tokenizer: bool = True) -> Path:
-    """Random encoder of a named architecture (with a trained tokenizer), saved with save_pretrained."""
+                  save_tokenizer: bool = True, bag_of_words_texts: list[str] | None = None) -> Path:
+    """Random encoder of a named architecture (with a trained tokenizer), saved with save_pretrained.
+
+    ``bag_of_words_texts`` (GTE only): set the weights with :func:`bag_of_words_weights`
+    fitted on these unlabelled texts instead of leaving them random.
+    """
     from transformers import GteConfig, GteModel, XLMRobertaConfig, XLMRobertaModel
 
     spec = dict(ARCHITECTURES[architecture])
@@ -81,11 +95,64 @@ def build_encoder(out_dir: str | Path, architecture: str = "gte-tiny", seed: int
         theta = spec.pop("rope_theta")
         config = GteConfig(**spec, rope_parameters={"rope_type": "default", "rope_theta": theta}, pad_token_id=1)
         model = GteModel(config)
+        if bag_of_words_texts is not None:
+            bag_of_words_weights(model, tokenizer, bag_of_words_texts)
     else:
         config = XLMRobertaConfig(**spec, pad_token_id=1, bos_token_id=0, eos_token_id=2)
         model = XLMRobertaModel(config, add_pooling_layer=False)
     model.save_pretrained(str(out_dir))
     return out_dir
+
+
+def bag_of_words_weights(model, tokenizer, texts: list[str]) -> None:
+    """Make a GTE model's CLS output the (layer-normed) mean of LSA token vectors fitted on ``texts``.
+
+    Token vectors: the top singular vectors of the TF-IDF document-term matrix of
+    ``texts`` (latent semantic analysis), so tokens that occur in the same documents
+    point the same way; special and unseen tokens are zero. Layer 0 attends
+    uniformly (query/key weights zero) and its value/output projections copy the
+    mean token vector into every position, CLS included; the MLPs and layer 1 add
+    nothing, and the post-layer norms keep the direction. The result is an
+    unsupervised bag-of-words embedder in transformer form: no label is used.
+    """
+    import numpy as np
+
+    dim = model.config.hidden_size
+    vocab = model.config.vocab_size
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    counts = np.zeros((len(texts), vocab))
+    for row, tokens in zip(counts, ids):
+        np.add.at(row, tokens, 1.0)
+    df = (counts > 0).sum(axis=0)
+    tfidf = counts * (np.log((1 + len(texts)) / (1 + df)) + 1)
+    tfidf /= np.linalg.norm(tfidf, axis=1, keepdims=True) + 1e-12
+    _, singular, vt = np.linalg.svd(tfidf, full_matrices=False)
+    k = min(dim, len(singular))
+    vectors = np.zeros((vocab, dim))
+    vectors[:, :k] = vt[:k].T * singular[:k]
+    vectors[(df == 0) | np.isin(np.arange(vocab), tokenizer.all_special_ids)] = 0.0
+    eye = torch.eye(dim)
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.copy_(torch.from_numpy(vectors).float())
+        model.embeddings.token_type_embeddings.weight.zero_()
+        for i, layer in enumerate(model.layers):
+            attn = layer.self_attn
+            for proj in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj):
+                proj.bias.zero_()
+            attn.q_proj.weight.zero_()
+            attn.k_proj.weight.zero_()
+            attn.v_proj.weight.copy_(eye)
+            attn.o_proj.weight.copy_(eye * (10.0 if i == 0 else 0.0))  # x10: the mean outweighs the token itself
+            layer.mlp.down_proj.weight.zero_()
+            layer.mlp.down_proj.bias.zero_()
+
+
+def build_bag_of_words_encoder(out_dir: str | Path, documents: int = 1000, seed: int = 0) -> Path:
+    """The demo's encoder ("gte-bow"), fitted on ``documents`` unlabelled generated documents."""
+    from spark_jql.devtools.sample_data import generate_documents
+
+    texts = [d["text"] for d in generate_documents(documents, seed=seed, mean_sentences=3)]
+    return build_encoder(out_dir, "gte-bow", seed, bag_of_words_texts=texts)
 
 
 def random_head(name: str, input_dim: int, hidden_dim: int = 1000, seed: int = 0) -> HeadWeights:

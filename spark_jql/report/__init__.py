@@ -6,5 +6,6 @@
 
 from spark_jql.report.data import collect_report_data
 from spark_jql.report.page import render_html, write_report
+from spark_jql.report.plots import require_plotting
 
-__all__ = ["collect_report_data", "render_html", "write_report"]
+__all__ = ["collect_report_data", "render_html", "require_plotting", "write_report"]

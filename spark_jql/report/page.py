@@ -17,7 +17,6 @@ Also writes ``report.json`` next to the page with the same numbers, for scripts.
 from __future__ import annotations
 
 import html
-import json
 import logging
 
 from pyspark.sql import SparkSession
@@ -57,6 +56,53 @@ def _count_cells(documents, scored, tokens, thresholds, kept_documents, kept_tok
     return cells
 
 
+def _throughput(ann: dict) -> tuple[str, str] | None:
+    """The throughput card: documents / seconds of the scoring actions (older summaries: of the whole stage)."""
+    rate = ann.get("docs_per_second")
+    if rate is None:
+        return None
+    if ann.get("scoring_seconds") is None:
+        return "annotate throughput (whole stage)", f"{rate:,} docs/s"
+    return f"scoring throughput ({_fmt_int(ann.get('scored_now'))} docs in {ann['scoring_seconds']:,.1f} s)", f"{rate:,} docs/s"
+
+
+def _run_sections(data: ReportData, dg: int) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The run table: (stage, [(what, value)]) from summary.json and stats/, in plain words."""
+    t, summary = data.totals, data.summary
+    ann, thr, flt = (summary.get(k) or {} for k in ("annotate", "thresholds", "filter"))
+    annotate = [
+        ("documents scored (rows with text)", f"{_fmt_int(t['scored'])} of {_fmt_int(t['documents'])}"),
+        ("rows without text (kept, no score)", _fmt_int(t["documents"] - t["scored"])),
+        ("documents truncated to max_length", f"{_fmt_int(t['truncated'])} ({_pct(t['truncated'], t['documents'])})"),
+    ]
+    if ann:
+        units = f"{_fmt_int(ann.get('input_files'))} files in {_fmt_int(ann.get('units'))} unit(s)"
+        if ann.get("units_resumed"):
+            units += f", {_fmt_int(ann['units_resumed'])} resumed from an earlier run"
+        annotate = [("input", units), ("rows read / written", f"{_fmt_int(ann.get('input_rows'))} / {_fmt_int(ann.get('scored_rows'))}")] + annotate
+        if ann.get("skipped_files"):
+            annotate.append(("unreadable files skipped", _fmt_int(len(ann["skipped_files"]))))
+        annotate.append(("scorer builds (one per Python worker)", _fmt_int(ann.get("scorer_builds"))))
+        if ann.get("scoring_seconds") is not None:
+            annotate.append(("scoring (model loads included)",
+                             f"{_fmt_int(ann.get('scored_now'))} docs in {ann['scoring_seconds']:,.1f} s = {ann.get('docs_per_second') or '–'} docs/s"))
+        annotate.append(("stage wall time (listing, counting, stats/ too)", f"{ann.get('seconds', '–')} s"))
+    thresholds = [(f"global threshold q{q:g}", f"{data.global_thresholds.get(_qkey(q), float('nan')):.{dg}f}") for q in data.quantiles]
+    if thr:
+        thresholds.insert(0, ("languages (on the global threshold: fewer than min_docs)",
+                              f"{_fmt_int(thr.get('languages'))} ({_fmt_int(thr.get('fallback_languages'))})"))
+    filtered = []
+    if flt:
+        reasons = ", ".join(f"{k}: {_fmt_int(v)}" for k, v in sorted((flt.get("dropped_by_reason") or {}).items())) or "–"
+        filtered = [
+            ("quantile kept above", f"q{flt.get('quantile'):g}" if flt.get("quantile") is not None else "–"),
+            ("kept / dropped", f"{_fmt_int(flt.get('kept_rows'))} / {_fmt_int(flt.get('dropped_rows'))}"),
+            ("dropped by reason", reasons),
+            ("rows whose language had no threshold (global used)", _fmt_int(flt.get("rows_with_unknown_language"))),
+        ]
+    return [("annotate", annotate), ("thresholds", thresholds), ("filter", filtered)]
+
+
 def render_html(data: ReportData) -> str:
     e = html.escape
     qs = data.quantiles
@@ -65,7 +111,6 @@ def render_html(data: ReportData) -> str:
     dg = _digits(data.score_range[1] - data.score_range[0])
     t = data.totals
     ann = data.summary.get("annotate") or {}
-    flt = data.summary.get("filter") or {}
     cards = [
         ("documents", _fmt_int(t["documents"])),
         ("languages", _fmt_int(t["languages"])),
@@ -73,23 +118,17 @@ def render_html(data: ReportData) -> str:
         (f"documents kept (q{fq:g})", f"{_fmt_int(t['kept_documents'][key])} ({_pct(t['kept_documents'][key], t['documents'])})"),
         (f"tokens kept (q{fq:g})", f"{_fmt_int(t['kept_tokens'][key])} ({_pct(t['kept_tokens'][key], t['tokens'])})"),
     ]
-    if ann.get("docs_per_second") is not None:
-        cards.append(("scoring throughput", f"{ann['docs_per_second']:,} docs/s"))
+    throughput = _throughput(ann)
+    if throughput:
+        cards.append(throughput)
     if ann.get("seconds") is not None:
-        cards.append(("annotate wall time", f"{ann['seconds']:,} s"))
+        cards.append(("annotate stage wall time", f"{ann['seconds']:,.1f} s"))
     card_html = "".join(f'<div class="card"><div class="v">{e(str(v))}</div><div class="k">{e(k)}</div></div>' for k, v in cards)
-
-    run_rows = [
-        ("input rows", _fmt_int(ann.get("input_rows"))), ("scored rows", _fmt_int(ann.get("scored_rows"))),
-        ("rows with a score", _fmt_int(t["scored"])), ("rows without text (no score)", _fmt_int(t["documents"] - t["scored"])),
-        ("truncated documents", f"{_fmt_int(t['truncated'])} ({_pct(t['truncated'], t['documents'])})"),
-        ("scorer builds (one per Python worker)", _fmt_int(ann.get("scorer_builds"))),
-        ("annotate seconds", e(str(ann.get("seconds", "–")))), ("docs/s", e(str(ann.get("docs_per_second", "–")))),
-        ("filter quantile", e(str(flt.get("quantile", "–")))), ("kept rows (filter stage)", _fmt_int(flt.get("kept_rows"))),
-        ("dropped rows by reason", e(json.dumps(flt.get("dropped_by_reason", {})) if flt else "–")),
-        ("rows with a language without threshold", _fmt_int(flt.get("rows_with_unknown_language"))),
-    ] + [(f"global threshold q{q:g}", f"{data.global_thresholds.get(_qkey(q), float('nan')):.{dg}f}") for q in qs]
-    run_html = "".join(f'<tr><td class="l">{e(k)}</td><td>{v}</td></tr>' for k, v in run_rows)
+    run_html = "".join(
+        f'<tr><th class="l" colspan="2">{e(stage)}</th></tr>'
+        + "".join(f'<tr><td class="l">{e(k)}</td><td>{e(v)}</td></tr>' for k, v in rows)
+        for stage, rows in _run_sections(data, dg) if rows
+    )
 
     head = "".join(f'<th class="l">{e(n)}</th>' for n in data.language_columns)
     head += "<th>documents</th><th>scored</th><th>tokens</th>"

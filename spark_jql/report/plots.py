@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import logging
 import math
 
+from spark_jql.errors import InputError
 from spark_jql.report.data import _HCOLORS, _QCOLORS, MAX_LANGUAGE_PLOTS, ReportData
 from spark_jql.thresholds import _qkey
 
 log = logging.getLogger(__name__)
+
+
+def require_plotting() -> None:
+    """Fail before any Spark work when matplotlib (the ``report`` extra) is missing, saying what to install."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError("the report draws its plots with matplotlib, which is not installed: pip install 'spark_jql[report]'")
 
 
 def _digits(span: float) -> int:

@@ -66,6 +66,7 @@ class Job:
         preflight.annotate(cfg, schema_, thresholds_follow)
         plan = UnitPlan(self.spark, self.paths["scored"], files, cfg.io.files_per_unit)
         plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
+        self._scoring = {"rows": 0, "seconds": 0.0}  # the scoring actions alone, for docs/s
         sc = self.spark.sparkContext
         builds, docs = sc.accumulator(0), sc.accumulator(0)
         for unit in plan.pending():
@@ -91,7 +92,12 @@ class Job:
             "rows_without_text": scored_rows - with_score,
             "scorer_builds": builds.value,
             "seconds": round(seconds, 2),
-            "docs_per_second": round(docs.value / seconds, 2) if seconds else None,
+            "scored_now": self._scoring["rows"],
+            "scoring_seconds": round(self._scoring["seconds"], 2),
+            # scoring throughput: documents scored by this run / time of the actions that scored them (the
+            # stage's other work -- listing, counting, writing stats/ -- is in "seconds", not here)
+            "docs_per_second": (round(self._scoring["rows"] / self._scoring["seconds"], 2)
+                                if self._scoring["seconds"] else None),
         }
         log.info("annotate: %s", result)
         return self._record("annotate", result)
@@ -141,8 +147,11 @@ class Job:
         source = read_files(self.spark, files, fmt, schema_)
         rows = source.count()
         scored = annotate(source, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=builds, docs=docs)
+        start = time.perf_counter()
         with ScoringProgress(self.spark.sparkContext, total=rows, docs=docs, label=f"annotate {path.rsplit('/', 1)[-1]}"):
             scored.write.mode("overwrite").parquet(path)  # Spark's committer: all of it or nothing
+        self._scoring["seconds"] += time.perf_counter() - start
+        self._scoring["rows"] += rows
         written = self.spark.read.parquet(path).count()
         if written != rows:
             raise AccountingError(f"{path}: read {rows} rows but wrote {written}")
