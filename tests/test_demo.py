@@ -62,6 +62,20 @@ def test_bag_of_words_encoder_embeddings_differ_where_random_ones_do_not(tmp_pat
     assert a @ b > 0.9 > a @ c
 
 
+def test_report_without_matplotlib_names_the_extra_before_spark(monkeypatch, capsys):
+    import importlib.util
+
+    from spark_jql import cli
+    from spark_jql.spark import session
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    monkeypatch.setattr(session, "build_session", lambda *a, **k: pytest.fail("a SparkSession was started"))
+    for argv in (["report", "--output", "nowhere"], ["demo", "--output", "nowhere"]):
+        assert cli.main(argv) == cli.EXIT_USER_ERROR
+        assert "pip install 'spark_jql[report]'" in capsys.readouterr().err
+
+
 @pytest.mark.spark
 def test_demo_filter_keeps_better_documents(spark, tmp_path):
     result = run_demo(str(tmp_path / "demo"), docs=700)
