@@ -186,6 +186,7 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
     from spark_jql.spark.units import UNIT_COLUMN, UnitPlan
 
     checked = check_judges(judge_cfg)  # keys and prompt files: before Spark starts
+    flight = preflight(judge_cfg, *checked) if judge_cfg.preflight else {}  # every endpoint answers, in seconds
     spark = session_for(cfg)
     out = output or join_path(cfg.io.output, "judged")
     files = input_files(spark, cfg.io.input)
@@ -201,7 +202,6 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
 
     language_default = cfg.columns.language[0] if cfg.columns.language else None
     judge(spark.createDataFrame([], schema_), judge_cfg, cfg.columns.text, None, retry_failed, language_default, checked)
-    flight = preflight(judge_cfg, *checked) if judge_cfg.preflight else {}
     total = read(files).count()
     groups = math.ceil(len(files) / cfg.io.files_per_unit)
     buckets = max(1, math.ceil(total / groups / judge_cfg.rows_per_unit))
