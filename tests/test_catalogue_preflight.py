@@ -314,3 +314,25 @@ def test_filter_quantile_not_in_thresholds(spark, gte_bundle, docs_file, tmp_pat
 def test_thresholds_before_annotate(spark, gte_bundle, docs_file, tmp_path, capsys):
     err = _refused(capsys, gte_bundle, [str(docs_file)], tmp_path / "out", stage="thresholds")
     assert f"cannot read the scored output {tmp_path / 'out' / 'scored'} (run annotate first)" in err
+
+
+def test_connect_client_without_the_model_files_leaves_the_check_to_executors(gte_bundle, tmp_path, monkeypatch,
+                                                                               empty_hf_cache):
+    """Databricks Connect on a laptop: models in a cluster-only path or Hub cache are not refused by the client."""
+    from spark_jql.config import ScorerConfig
+    from spark_jql.errors import ModelFilesError, ModelNotAvailableError
+    from spark_jql.spark import preflight
+
+    cluster_only = ScorerConfig.model_validate({**gte_bundle, "embedder": {"model": "/Volumes/main/models/arctic"}})
+    hub = ScorerConfig.model_validate({**gte_bundle, "embedder": {"model": "Snowflake/snowflake-arctic-embed-m-v2.0"}})
+    bundle, encoder = _model_copy(gte_bundle, tmp_path)
+    (encoder / "tokenizer.json").unlink()
+    broken = ScorerConfig.model_validate(bundle)
+    monkeypatch.setattr(preflight, "_connect", lambda spark: False)
+    with pytest.raises(ModelNotAvailableError, match="/Volumes/main/models/arctic"):
+        preflight.check_models(None, cluster_only)
+    monkeypatch.setattr(preflight, "_connect", lambda spark: True)
+    assert preflight.check_models(None, cluster_only) is None
+    assert preflight.check_models(None, hub) is None
+    with pytest.raises(ModelFilesError, match="no tokenizer files"):  # files the client sees are still checked
+        preflight.check_models(None, broken)

@@ -120,7 +120,7 @@ def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = 
     spark = session_for(cfg)
     out = output or join_path(cfg.io.output, "embeddings")
     source = read_input(spark, cfg.io.input, cfg.io.input_format)
-    preflight.embed(cfg, out, source.schema)
+    preflight.embed(spark, cfg, out, source.schema)
     rows_in = source.count()
     if language_path:  # an explicit --language wins over the job's columns section
         language, constant = language_path, None

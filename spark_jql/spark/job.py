@@ -63,7 +63,7 @@ class Job:
         files = input_files(self.spark, cfg.io.input)
         fmt = detect_format(files) if cfg.io.input_format == "auto" else cfg.io.input_format
         schema_ = self._input_schema(files, fmt)  # one schema for every unit
-        preflight.annotate(cfg, schema_, thresholds_follow)
+        preflight.annotate(self.spark, cfg, schema_, thresholds_follow)
         plan = UnitPlan(self.spark, self.paths["scored"], files, cfg.io.files_per_unit)
         plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
         self._scoring = {"rows": 0, "seconds": 0.0}  # the scoring actions alone, for docs/s

@@ -10,6 +10,9 @@ themselves are validated earlier, in ``config.py``.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BooleanType, IntegralType, StringType, StructType
 
@@ -17,13 +20,17 @@ from spark_jql import schema as names
 from spark_jql.config import (
     ColumnsConfig,
     JobConfig,
+    ScorerConfig,
     is_filesystem_root,
     output_overlaps_input,
 )
-from spark_jql.errors import InputError
+from spark_jql.errors import InputError, ModelFilesError, ModelNotAvailableError
+from spark_jql.scoring.hub import looks_like_path
 from spark_jql.scoring.preflight import ScorerCheck, check_scorer
 from spark_jql.spark.io import read_text
 from spark_jql.thresholds import Thresholds, _qkey
+
+log = logging.getLogger(__name__)
 
 
 def _listing(schema: StructType) -> str:
@@ -72,12 +79,41 @@ def output_path(output: str, inputs: list[str]) -> None:
         raise InputError(clash)
 
 
-def annotate(config: JobConfig, input_schema: StructType, thresholds_follow: bool = False) -> ScorerCheck:
+def _connect(spark: SparkSession) -> bool:
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _client_sees(scorer: ScorerConfig) -> bool:
+    """Every local model path of ``scorer`` exists here (Hub ids are looked up here as well)."""
+    paths = [scorer.embedder.model] if looks_like_path(scorer.embedder.model) else []
+    paths += [h.path for h in scorer.heads if h.path is not None]
+    return all(Path(p).expanduser().exists() for p in paths)
+
+
+def check_models(spark: SparkSession, scorer: ScorerConfig) -> ScorerCheck | None:
+    """The embedder, tokenizer and heads; skipped on a Spark Connect client that cannot see the model files
+    (e.g. Databricks Connect on a laptop, models in a Unity Catalog volume): the executors check them then."""
+    skip = "preflight: the model files are not visible from this Spark Connect client (%s); the executors check them"
+    if not _connect(spark):
+        return check_scorer(scorer)
+    if not _client_sees(scorer):
+        log.warning(skip, "a local path the client lacks")
+        return None
+    try:
+        return check_scorer(scorer)
+    except ModelNotAvailableError as err:  # a Hub id the client has not cached: the cluster may have
+        if isinstance(err, ModelFilesError):
+            raise
+        log.warning(skip, err)
+        return None
+
+
+def annotate(spark: SparkSession, config: JobConfig, input_schema: StructType, thresholds_follow: bool = False):
     """annotate (and run): the input's columns, then the embedder, tokenizer and heads."""
     check_text_column(input_schema, config.columns.text)
     if thresholds_follow:
         check_language_columns(input_schema, config.columns)
-    return check_scorer(config.scorer)
+    return check_models(spark, config.scorer)
 
 
 def scored(spark: SparkSession, path: str, config: JobConfig) -> DataFrame:
@@ -112,11 +148,11 @@ def thresholds_file(spark: SparkSession, path: str, config: JobConfig) -> Thresh
     return result
 
 
-def embed(config: JobConfig, output: str, input_schema: StructType) -> ScorerCheck:
+def embed(spark: SparkSession, config: JobConfig, output: str, input_schema: StructType):
     """embed: its output directory, the text column, then the embedder, tokenizer and heads."""
     output_path(output, config.io.input)
     check_text_column(input_schema, config.columns.text)
-    return check_scorer(config.scorer)
+    return check_models(spark, config.scorer)
 
 
 def text_stage(config: JobConfig, output: str, input_schema: StructType) -> None:
