@@ -482,7 +482,11 @@ class ParquetEmbeddings:
                     yield rows[keep], x[keep]
 
     def chunks(self, mask: np.ndarray, rng, rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Rows of ``mask`` with an embedding; with ``rng``: row groups in random order, shuffled in buffers."""
+        """Rows of ``mask`` with an embedding, about ``rows`` at a time; with ``rng``, row groups in random order.
+
+        Rows inside a chunk are not permuted here (that would copy the chunk): ``minibatches``
+        shuffles positions and gathers each minibatch.
+        """
         order = rng.permutation(len(self.pieces)) if rng is not None else None
         buffer_rows = rows or 65536
         parts, held = [], 0
@@ -490,22 +494,25 @@ class ParquetEmbeddings:
             parts.append((idx, x))
             held += len(idx)
             if held >= buffer_rows:
-                yield self._mix(parts, rng)
-                parts, held = [], 0
+                chunk = self._join(parts)
+                parts, held = [], 0  # dropped before the consumer works on the chunk
+                yield chunk
         if parts:
-            yield self._mix(parts, rng)
+            chunk = self._join(parts)
+            parts = []
+            yield chunk
 
     @staticmethod
-    def _mix(parts, rng) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.concatenate([p[0] for p in parts])
-        x = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-        if rng is None:
-            return idx, x
-        perm = rng.permutation(len(idx))
-        return idx[perm], x[perm]
+    def _join(parts) -> tuple[np.ndarray, np.ndarray]:
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def minibatches(self, heads: dict[str, tuple[np.ndarray, np.ndarray]], epoch: int, cfg: TrainConfig) -> Iterator:
-        """Every head's minibatches from one shared, shuffled pass; balanced heads repeat rows ~ Poisson(1 / bin share)."""
+        """Every head's minibatches from one shared pass; positions shuffled per chunk, rows gathered per minibatch.
+
+        Balanced heads repeat each row Poisson(1 / (bins x share of its bin)) times.
+        """
         if epoch == 1:
             self._shuffle = np.random.default_rng(cfg.seed)
             self._rngs = {name: np.random.default_rng(cfg.seed) for name in heads}
@@ -515,25 +522,28 @@ class ParquetEmbeddings:
                 rate = np.full(self.n, np.nan)
                 rate[rows] = len(rows) / (counts[inverse] * len(counts))
                 self._rates[name] = rate
-            self._train = {name: np.isin(np.arange(self.n), rows) for name, (_, rows) in heads.items()}
+            self._train = {}
+            for name, (_, rows) in heads.items():
+                member = np.zeros(self.n, dtype=bool)
+                member[rows] = True
+                self._train[name] = member
         any_train = np.logical_or.reduce([self._train[n] for n in heads])
-        pending = {name: [] for name in heads}
+        pending = {name: [] for name in heads}  # (chunk x, chunk y, positions) not yet in a minibatch
         held = dict.fromkeys(heads, 0)
         for idx, x in self.chunks(any_train, self._shuffle, cfg.shuffle_buffer):
             for name, (y, _) in heads.items():
-                keep = self._train[name][idx]
-                rows, xs = idx[keep], x[keep]
+                rng = self._rngs[name]
+                pos = np.flatnonzero(self._train[name][idx])
                 if cfg.balanced:
-                    reps = self._rngs[name].poisson(self._rates[name][rows])
-                    pick = np.repeat(np.arange(len(rows)), reps)
-                    pick = pick[self._rngs[name].permutation(len(pick))]
-                    rows, xs = rows[pick], xs[pick]
-                pending[name].append((xs, y[rows]))
-                held[name] += len(rows)
+                    pos = np.repeat(pos, rng.poisson(self._rates[name][idx[pos]]))
+                pos = pos[rng.permutation(len(pos))]
+                pending[name].append((x, y[idx], pos))
+                held[name] += len(pos)
                 while held[name] >= cfg.batch_size:
                     xb, yb, pending[name] = _take(pending[name], cfg.batch_size)
                     held[name] -= cfg.batch_size
                     yield name, xb, yb
+            del idx, x
         for name in heads:
             if held[name]:
                 xb, yb, _ = _take(pending[name], held[name])
@@ -541,19 +551,18 @@ class ParquetEmbeddings:
 
 
 def _take(parts: list, k: int):
-    """The first k rows of a list of (x, y) parts, and the rest."""
-    xs, ys, got, rest = [], [], 0, []
-    for i, (x, y) in enumerate(parts):
-        if got >= k:
-            rest = parts[i:]
-            break
-        need = k - got
-        xs.append(x[:need])
-        ys.append(y[:need])
-        got += min(need, len(y))
-        if need < len(y):
-            rest = [(x[need:], y[need:])] + parts[i + 1 :]
-            break
+    """The first k rows of a list of (x, y, positions) parts (gathered), and the parts left."""
+    xs, ys, got = [], [], 0
+    rest = list(parts)
+    while got < k and rest:
+        x, y, pos = rest[0]
+        use = pos[: k - got]
+        xs.append(x[use])
+        ys.append(y[use])
+        got += len(use)
+        rest[0] = (x, y, pos[len(use):])
+        if len(rest[0][2]) == 0:
+            rest.pop(0)
     return np.concatenate(xs), np.concatenate(ys), rest
 
 
