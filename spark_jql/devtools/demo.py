@@ -146,12 +146,9 @@ def run_demo(output: str = "demo_output", docs: int = 2000, config: str | None =
 def train_demo_heads(embeddings: str, output: Path, embedder: str) -> dict:
     """One head per judge column: what ``spark-jql train --label HEAD=COLUMN ...`` runs; returns the per-head report."""
     from spark_jql.config import TrainConfig
-    from spark_jql.method.train import load_embeddings, save_trained_heads, train_heads
+    from spark_jql.method.train import train_from_parquet
 
-    cfg = TrainConfig(**TRAIN_SETTINGS)
-    data = load_embeddings(embeddings, list(HEAD_NAMES.values()))
-    results = train_heads(data.embeddings, {h: data.labels[c] for h, c in HEAD_NAMES.items()}, cfg, HEAD_NAMES)
-    return save_trained_heads(results, output, cfg, embedder)["heads"]
+    return train_from_parquet(embeddings, output, HEAD_NAMES, TrainConfig(**TRAIN_SETTINGS), embedder=embedder)["heads"]
 
 
 def _columns(path: Path, columns: list[str]):
