@@ -221,17 +221,52 @@ class SparkConfig(_Strict):
         return value
 
 
+class OutputTables(_Strict):
+    """Catalog tables to write outputs to instead of (filtered, dropped) or besides (scored) files."""
+
+    scored: str | None = Field(None, description="Also save the scored rows as this table once annotate is done.")
+    filtered: str | None = Field(None, description="Write kept documents to this table instead of filtered/.")
+    dropped: str | None = Field(None, description="Write dropped documents to this table instead of dropped/.")
+
+    @field_validator("scored", "filtered", "dropped")
+    @classmethod
+    def _table_name(cls, value: str | None) -> str | None:
+        if value is not None and not TABLE_NAME.match(value):
+            raise ValueError(f"not a table name (catalog.schema.table, each part a word or `quoted`): {value!r}")
+        return value
+
+
+TABLE_NAME = re.compile(r"^(`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)(\.(`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)){0,2}$")
+FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+
+
 class IOConfig(_Strict):
-    input: list[str] = Field(default_factory=list, description="Paths or globs (parquet, jsonl, jsonl.gz).")
-    input_format: Literal["auto", "parquet", "json"] = "auto"
+    input: list[str] = Field(default_factory=list, description="Paths or globs (parquet, jsonl, jsonl.gz), or a table format's path.")
+    input_table: str | None = Field(None, description="Catalog table to read instead of io.input (units: its files).")
+    input_format: str = Field(
+        "auto", description="'auto' (by file name), 'parquet', 'json', or a table format by name ('delta', 'iceberg') for io.input."
+    )
     output: str = Field("output", description="Root directory of all outputs.")
-    mode: Literal["overwrite", "error"] = "overwrite"
+    output_format: str = Field("parquet", description="Format of filtered/ and dropped/ (and the output tables): parquet, delta, ...")
+    output_tables: OutputTables = Field(default_factory=OutputTables)
+    output_columns: list[str] | None = Field(
+        None, description="Columns written to filtered/dropped (jql_drop_reason is always added to dropped); None: all."
+    )
+    partition_by_language: bool = Field(False, description="Partition filtered/ and dropped/ by columns.language.")
+    mode: Literal["overwrite", "error"] = Field(
+        "overwrite", description="'error': refuse up front to replace any output (an interrupted run still resumes)."
+    )
     files_per_unit: int = Field(
         64, ge=1, description="Input files per unit of work; each unit is committed on its own, so a rerun resumes."
     )
-    resume: bool = Field(True, description="Skip units a previous run over the same inputs finished.")
+    resume: bool = Field(True, description="Skip units a previous run over the same inputs and scorer finished.")
+    incremental: bool = Field(
+        True, description="A rerun over the previous inputs (unchanged) plus new files scores only the new files."
+    )
     on_bad_file: Literal["fail", "skip"] = Field(
-        "fail", description="An unreadable or corrupt input file: stop naming it, or skip it and list it in the summary."
+        "fail",
+        description="An unreadable file or a bad record (malformed JSON, non-string text): stop naming it, or skip it "
+        "and count it in the summary.",
     )
 
     @field_validator("input", mode="before")
@@ -261,6 +296,35 @@ class IOConfig(_Strict):
         clash = output_overlaps_input(self.output, self.input)
         if clash:
             raise ValueError(clash)
+        return self
+
+    @field_validator("input_format", "output_format")
+    @classmethod
+    def _format_name(cls, value: str) -> str:
+        if not FORMAT_NAME.match(value):
+            raise ValueError(f"not a data source format name: {value!r}")
+        return value.lower()
+
+    @field_validator("input_table")
+    @classmethod
+    def _input_table_name(cls, value: str | None) -> str | None:
+        if value is not None and not TABLE_NAME.match(value):
+            raise ValueError(f"not a table name (catalog.schema.table): {value!r}")
+        return value
+
+    @field_validator("output_columns")
+    @classmethod
+    def _some_columns(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or len(set(value)) != len(value) or not all(value)):
+            raise ValueError("output_columns must list distinct, non-empty column names (or be null for all)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "IOConfig":
+        if self.input_table is not None and self.input:
+            raise ValueError("give io.input (paths) or io.input_table, not both")
+        if self.input_format not in ("auto", "parquet", "json") and len(self.input) > 1:
+            raise ValueError(f"io.input_format {self.input_format!r} reads one table path; io.input has {len(self.input)}")
         return self
 
 
@@ -311,6 +375,7 @@ def output_overlaps_input(output: str, inputs: list[str], replaced: list[str] | 
     return None
 
 
+
 class JobConfig(_Strict):
     """A whole spark-jql run."""
 
@@ -327,6 +392,12 @@ class JobConfig(_Strict):
             raise ValueError(
                 f"filter.quantile {self.filter.quantile} is not among thresholds.quantiles {self.thresholds.quantiles}"
             )
+        if self.io.partition_by_language and self.columns.constant_language is not None:
+            raise ValueError("io.partition_by_language needs language columns, but columns.constant_language is set")
+        if self.io.partition_by_language and self.io.output_columns is not None:
+            missing = [c for c in self.columns.language if c not in self.io.output_columns]
+            if missing:
+                raise ValueError(f"io.partition_by_language: language column(s) {missing} are not in io.output_columns")
         return self
 
 

@@ -42,11 +42,12 @@ def xlmr_bundle(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def spark():
-    """One local SparkSession for the whole test run (JVM start-up costs ~15 s)."""
+def spark(tmp_path_factory):
+    """One local SparkSession for the whole test run (JVM start-up costs ~15 s); catalog tables in a temp warehouse."""
     from spark_jql.spark.session import build_session
 
-    session = build_session(master="local[2]", app_name="spark_jql-tests", conf={"spark.sql.shuffle.partitions": "4"})
+    conf = {"spark.sql.shuffle.partitions": "4", "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))}
+    session = build_session(master="local[2]", app_name="spark_jql-tests", conf=conf)
     yield session
     session.stop()
 

@@ -13,7 +13,7 @@ from spark_jql.errors import InputError
 from spark_jql.devtools.sample_data import generate_documents
 from spark_jql.scoring.scorer import Scorer
 from spark_jql.spark import annotate, apply_thresholds, compute_thresholds
-from spark_jql.spark.io import read_input
+from spark_jql.spark.inputs import read_input
 from spark_jql.spark.udf import pid_accumulator
 
 from .conftest import shared_file

@@ -111,10 +111,10 @@ def embed(
 def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = None, id_column: str | None = "id",
                      language_path: str | None = None) -> dict:
     """The ``embed`` stage: read io.input, write its embeddings with labels as parquet, check the row count."""
-    from spark_jql.spark.job import AccountingError
     from spark_jql.spark import preflight
-    from spark_jql.spark.io import join_path, read_input
-
+    from spark_jql.spark.inputs import read_input
+    from spark_jql.spark.io import join_path
+    from spark_jql.spark.job import AccountingError
     from spark_jql.spark.session import session_for
 
     spark = session_for(cfg)

@@ -174,16 +174,17 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
                      retry_failed: bool = False) -> dict:
     """The ``judge`` stage: read io.input, judge it unit by unit (resumable), check counts, summarise."""
     from spark_jql.spark import preflight as stage_checks
-    from spark_jql.spark.io import (
+    from spark_jql.spark.inputs import (
         detect_format,
+        documents,
+        file_schema,
+        file_stats,
         input_files,
-        input_schema,
-        join_path,
-        read_files,
     )
+    from spark_jql.spark.io import join_path
     from spark_jql.spark.job import AccountingError
     from spark_jql.spark.session import session_for
-    from spark_jql.spark.units import UNIT_COLUMN, UnitPlan
+    from spark_jql.spark.units import UNIT_COLUMN, UnitPlan, config_hash
 
     checked = check_judges(judge_cfg)  # keys and prompt files: before Spark starts
     flight = preflight(judge_cfg, *checked) if judge_cfg.preflight else {}  # every endpoint answers, in seconds
@@ -193,11 +194,11 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
     if any(f.rstrip("/") == out.rstrip("/") or f.startswith(out.rstrip("/") + "/") for f in files):
         raise InputError(f"the output {out} is also the input; write a retried run to a new --output")
     fmt = detect_format(files) if cfg.io.input_format == "auto" else cfg.io.input_format
-    schema_ = StructType([f for f in input_schema(spark, files, fmt).fields if f.name != UNIT_COLUMN])
+    schema_ = StructType([f for f in file_schema(spark, files, fmt, cfg.columns.text).fields if f.name != UNIT_COLUMN])
     stage_checks.text_stage(cfg, out, schema_)
 
     def read(paths):
-        df = read_files(spark, paths, fmt, schema_)
+        df = documents(spark, paths, fmt, schema_, cfg.columns.text)
         return df.drop(UNIT_COLUMN) if UNIT_COLUMN in df.columns else df
 
     language_default = cfg.columns.language[0] if cfg.columns.language else None
@@ -209,7 +210,7 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
              "judges": {e.name: [e.model, e.base_url, checked[0][e.name].default.label,
                                  {k: p.label for k, p in sorted(checked[0][e.name].by_language.items())}]
                         for e in judge_cfg.judges}}
-    plan = UnitPlan(spark, out, files, cfg.io.files_per_unit, buckets, extra)
+    plan = UnitPlan(spark, out, file_stats(spark, files), cfg.io.files_per_unit, config_hash(extra), buckets)
     plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
     for unit in plan.pending():
         part = read(plan.files(unit))

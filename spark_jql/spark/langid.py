@@ -198,7 +198,8 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
     from pyspark.sql import functions as F
 
     from spark_jql.spark import preflight
-    from spark_jql.spark.io import join_path, read_input
+    from spark_jql.spark.inputs import read_input
+    from spark_jql.spark.io import join_path
     from spark_jql.spark.session import build_session
 
     spark = build_session(config.spark.master, config.spark.app_name, config.spark.conf)

@@ -119,7 +119,7 @@ def annotate(spark: SparkSession, config: JobConfig, input_schema: StructType, t
 def scored(spark: SparkSession, path: str, config: JobConfig) -> DataFrame:
     """thresholds and filter: the scored output exists and has the score and language columns."""
     try:
-        frame = spark.read.parquet(path)
+        frame = spark.read.option("mergeSchema", "true").parquet(path)  # incremental units may add columns
         schema = frame.schema
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -2,40 +2,79 @@
 
 ``scored/`` holds one Spark-committed parquet directory per unit
 (``scored/jql_unit=00003/``); a unit is finished when its marker
-``scored/_jql_units/unit-00003.json`` exists (written after Spark's commit). A
-manifest of the planned files ties the markers to the inputs: a rerun over the
-same files skips finished units and redoes the rest; a rerun over different
-files starts over (or stops, with ``io.mode=error``).
+``scored/_jql_units/unit-00003.json`` exists (written after Spark's commit).
+
+The manifest (``scored/_jql_units/manifest.json``) records what the units were made from: the
+scorer configuration's hash (everything that changes a score) and each input file's size and
+modification time. A rerun resumes only when both still agree; otherwise it starts over
+(``io.mode=overwrite``) or stops with a message saying what changed (``io.mode=error``), so
+scores from two configurations or two versions of a file are never mixed. With
+``io.incremental`` a rerun whose inputs are the previous files, unchanged, plus new ones keeps
+the finished units and scores only the new files (data-lake ETL: new partitions arrive).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 
 from pyspark.sql import SparkSession
 
+from spark_jql.config import ScorerConfig
 from spark_jql.errors import InputError
+from spark_jql.spark.inputs import UNIT_COLUMN, InputFile
 from spark_jql.spark.io import delete, exists, join_path, read_text, write_text
 
 log = logging.getLogger(__name__)
 
-UNIT_COLUMN = "jql_unit"
+MANIFEST_FORMAT = "spark_jql-units-v2"
+__all__ = ["UNIT_COLUMN", "UnitPlan", "scorer_hash"]
+
+
+def scorer_hash(scorer: ScorerConfig, text_column: str) -> str:
+    """Hash of what decides a document's scores: the scorer settings (not batching or device), the
+    text column, and the size and modification time of local head files."""
+    settings = scorer.model_dump(
+        mode="json", exclude={"token_budget": True, "max_batch_docs": True, "oom_retry": True, "embedder": {"device"}}
+    )
+    settings["text_column"] = text_column
+    for head in settings["heads"]:
+        if head.get("path") and os.path.isfile(head["path"]):
+            st = os.stat(head["path"])
+            head["file"] = [st.st_size, st.st_mtime]
+    return config_hash(settings)
+
+
+def config_hash(settings: dict) -> str:
+    """Hash of the settings that decide a stage's results (what a resumed unit must agree on)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class UnitPlan:
-    def __init__(self, spark: SparkSession, root: str, files: list[str], files_per_unit: int, buckets: int = 1,
-                 extra: dict | None = None):
+    """Units of ``files_per_unit`` files, each split into ``buckets`` units (rows by a hash, chosen by the caller)."""
+
+    def __init__(self, spark: SparkSession, root: str, files: list[InputFile], files_per_unit: int, scorer: str,
+                 buckets: int = 1):
         self.spark = spark
         self.root = root
-        groups = [files[i : i + files_per_unit] for i in range(0, len(files), files_per_unit)]
+        self.files_per_unit = files_per_unit
         self.buckets = buckets
-        self.units = [group for group in groups for _ in range(buckets)]
-        self.manifest = {"format": "spark_jql-units-v1", "files_per_unit": files_per_unit, "files": files}
-        if buckets != 1 or extra:
-            self.manifest.update({"buckets": buckets, **(extra or {})})
+        self.inputs = files
+        self.scorer = scorer
+        self.units: list[list[InputFile]] = self._chunk(files)
         self.meta = join_path(root, "_jql_units")
+        self.manifest_path = join_path(self.meta, "manifest.json")
         self.resumed = 0
+        self.added_files = 0
+
+    def _chunk(self, files: list[InputFile]) -> list[list[InputFile]]:
+        n = self.files_per_unit
+        return [files[i : i + n] for i in range(0, len(files), n) for _ in range(self.buckets)]
+
+    def bucket(self, unit: int) -> int:
+        return unit % self.buckets
 
     def _marker(self, unit: int) -> str:
         return join_path(self.meta, f"unit-{unit:05d}.json")
@@ -44,28 +83,76 @@ class UnitPlan:
         return join_path(self.root, f"{UNIT_COLUMN}={unit:05d}")
 
     def files(self, unit: int) -> list[str]:
-        return self.units[unit]
+        return [f.path for f in self.units[unit]]
 
-    def bucket(self, unit: int) -> int:
-        return unit % self.buckets
+    def manifest(self) -> dict:
+        return {
+            "format": MANIFEST_FORMAT,
+            "scorer": self.scorer,
+            "buckets": self.buckets,
+            "units": [[f.as_dict() for f in unit] for unit in self.units],
+        }
 
-    def prepare(self, resume: bool, mode: str) -> None:
-        """Keep a matching previous run's finished units; otherwise clear the output (or refuse)."""
-        manifest_path = join_path(self.meta, "manifest.json")
-        previous = None
-        if exists(self.spark, manifest_path):
-            try:
-                previous = json.loads(read_text(self.spark, manifest_path))
-            except ValueError:
-                previous = None
-        if resume and previous == self.manifest:
-            return
+    def previous(self) -> dict | None:
+        if not exists(self.spark, self.manifest_path):
+            return None
+        try:
+            found = json.loads(read_text(self.spark, self.manifest_path))
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) and found.get("format") == MANIFEST_FORMAT else None
+
+    def prepare(self, resume: bool, mode: str, incremental: bool = False, before_writing=lambda: None) -> None:
+        """Keep a matching previous run's units (and add units for new files); otherwise start over or refuse.
+
+        ``before_writing`` runs once the decision is made, before anything is written or deleted."""
+        previous = self.previous()
+        if previous is None:
+            why = "it holds no spark_jql manifest (another program's output, or an older version's)"
+        elif not resume:
+            why = "io.resume is off"
+        else:
+            why, added = self._difference(previous, incremental)
+            if why is None:
+                self.units = [[InputFile(**f) for f in unit] for unit in previous["units"]] + self._chunk(added)
+                self.added_files = len(added)
+                before_writing()
+                if added:
+                    log.warning("incremental: %d new input file(s) in %d new unit(s)", len(added), len(self._chunk(added)))
+                    write_text(self.spark, self.manifest_path, json.dumps(self.manifest(), indent=1))
+                return
         if exists(self.spark, self.root):
             if mode == "error":
-                raise InputError(f"output {self.root} already exists (io.mode=error); remove it or set io.mode=overwrite")
-            log.warning("clearing %s: it holds a run over other inputs%s", self.root, "" if resume else " (resume off)")
+                raise InputError(f"output {self.root} already exists and cannot be resumed: {why}; "
+                                 "set io.mode=overwrite to start over")
+            before_writing()
+            log.warning("starting over in %s: %s", self.root, why)
             delete(self.spark, self.root)
-        write_text(self.spark, manifest_path, json.dumps(self.manifest, indent=1))
+        else:
+            before_writing()
+        write_text(self.spark, self.manifest_path, json.dumps(self.manifest(), indent=1))
+
+    def _difference(self, previous: dict, incremental: bool) -> tuple[str | None, list[InputFile]]:
+        """(why the previous run cannot be continued, or None; the input files it did not have)."""
+        if previous.get("buckets", 1) != self.buckets:
+            return f"the previous run split files into {previous.get('buckets')} buckets, this one into {self.buckets}", []
+        if previous.get("scorer") != self.scorer:
+            return (f"the scorer configuration differs from the previous run's (hash {previous.get('scorer')} "
+                    f"-> {self.scorer}: embedder, heads, aggregate or text column changed)"), []
+        before = {f["path"]: f for unit in previous["units"] for f in unit}
+        now = {f.path: f for f in self.inputs}
+        changed = [p for p, f in now.items() if p in before and (f.size is None or (f.size, f.mtime) != (before[p]["size"], before[p]["mtime"]))]
+        if changed:
+            f, b = now[changed[0]], before[changed[0]]
+            return (f"{len(changed)} input file(s) changed since the previous run, e.g. {changed[0]} "
+                    f"(size {b['size']} -> {f.size}, modified {b['mtime']} -> {f.mtime})"), []
+        removed = sorted(set(before) - set(now))
+        if removed:
+            return f"{len(removed)} input file(s) of the previous run are gone or not given, e.g. {removed[0]}", []
+        added = [f for p, f in now.items() if p not in before]
+        if added and not incremental:
+            return f"{len(added)} new input file(s), e.g. {added[0].path} (io.incremental=true scores only those)", []
+        return None, added
 
     def pending(self) -> list[int]:
         todo = [u for u in range(len(self.units)) if not exists(self.spark, self._marker(u))]
@@ -75,7 +162,7 @@ class UnitPlan:
         return todo
 
     def commit(self, unit: int, info: dict) -> None:
-        write_text(self.spark, self._marker(unit), json.dumps({"unit": unit, "files": self.units[unit], **info}))
+        write_text(self.spark, self._marker(unit), json.dumps({"unit": unit, "files": self.files(unit), **info}))
 
     def markers(self) -> list[dict]:
         return [json.loads(read_text(self.spark, self._marker(u))) for u in range(len(self.units))]
