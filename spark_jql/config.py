@@ -61,6 +61,15 @@ class EmbedderConfig(_Strict):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
     trust_remote_code: bool = Field(False, description="Run model code from the Hub. Off unless you opt in.")
+    pooling: Literal["auto", "cls", "mean"] = Field(
+        "auto", description="'cls': first token (arctic-embed, gte); 'mean': over real tokens (jina-v3). 'auto': the model's."
+    )
+    normalize: bool = Field(True, description="L2-normalise embeddings (JQL: yes, for all three embedders).")
+    prefix: str = Field("", description="Text put before every document (none of the JQL embedders uses one for documents).")
+    task_adapter: str | None = Field(
+        "auto", description="LoRA task adapter sub-folder to load (jina-v3: 'text_matching', as JQL's task='text-matching'); "
+        "'auto': the model's, None: none.",
+    )
 
     @field_validator("device")
     @classmethod
@@ -114,6 +123,10 @@ class ScorerConfig(_Strict):
     )
     max_batch_docs: int = Field(4096, ge=1, description="Upper bound on documents per micro-batch.")
     oom_retry: bool = Field(True, description="On CUDA out-of-memory, split the micro-batch and retry.")
+    store_embedding: Literal["none", "float16", "bfloat16"] = Field(
+        "none", description="Also write each document's embedding (column jql_embedding: little-endian float16 or "
+        "bfloat16 bytes) so new heads can rescore without the encoder. 'none': off.",
+    )
 
     @field_validator("heads")
     @classmethod
@@ -137,6 +150,12 @@ class ColumnsConfig(_Strict):
     language: list[str] = Field(default_factory=lambda: ["language"])
     constant_language: str | None = Field(
         None, min_length=1, description="Monolingual input: use this language instead of reading a column."
+    )
+    embedding: str | None = Field(
+        None, description="Score stored embeddings from this column (heads only: no encoder, CPU) instead of the text."
+    )
+    embedding_dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="Encoding of a binary embedding column; 'auto': from its spark_jql metadata."
     )
 
     @field_validator("language", mode="before")

@@ -8,6 +8,8 @@ TOKENS = "jql_tokens"
 TRUNCATED = "jql_truncated"
 DROP_REASON = "jql_drop_reason"
 THRESHOLD = "jql_threshold"
+EMBEDDING = "jql_embedding"  # kept embedding: binary, little-endian float16/bfloat16 (scorer.store_embedding)
+PROVENANCE_KEY = "spark_jql"  # Spark column metadata key: the embedder and heads behind a column
 
 
 def head_column(name: str) -> str:
@@ -15,5 +17,5 @@ def head_column(name: str) -> str:
     return f"{SCORE_PREFIX}{name}"
 
 
-def output_columns(head_names: list[str]) -> list[str]:
-    return [head_column(n) for n in head_names] + [AGGREGATE, TOKENS, TRUNCATED]
+def output_columns(head_names: list[str], with_embedding: bool = False) -> list[str]:
+    return [head_column(n) for n in head_names] + [AGGREGATE, TOKENS, TRUNCATED] + ([EMBEDDING] if with_embedding else [])

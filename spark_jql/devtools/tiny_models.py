@@ -15,6 +15,7 @@ words (see ``bag_of_words_weights``), which heads can learn from.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -155,6 +156,89 @@ def build_bag_of_words_encoder(out_dir: str | Path, documents: int = 1000, seed:
     return build_encoder(out_dir, "gte-bow", seed, bag_of_words_texts=texts)
 
 
+def gte_to_original_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A native ``GteModel`` state dict in gte-multilingual-base's remote-code ("new") key layout."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not key.startswith("layers."):
+            out[key] = value
+            continue
+        _, i, rest = key.split(".", 2)
+        base = f"encoder.layer.{i}."
+        part = rest.rsplit(".", 1)[-1]  # weight / bias
+        if rest.startswith("self_attn.q_proj"):
+            qkv = [state[f"layers.{i}.self_attn.{p}_proj.{part}"] for p in "qkv"]
+            out[base + f"attention.qkv_proj.{part}"] = torch.cat(qkv)
+        elif rest.startswith("mlp.up_proj"):  # the original splits up_gate_proj as (up, gate)
+            out[base + f"mlp.up_gate_proj.{part}"] = torch.cat([value, state[f"layers.{i}.mlp.gate_proj.{part}"]])
+        elif rest.startswith(("self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj")):
+            continue
+        else:
+            renamed = {"self_attn.o_proj": "attention.o_proj", "post_attention_layernorm": "attn_ln",
+                       "post_mlp_layernorm": "mlp_ln", "mlp.down_proj": "mlp.down_proj"}
+            module = rest.rsplit(".", 1)[0]
+            out[base + f"{renamed[module]}.{part}"] = value
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def build_original_gte(out_dir: str | Path, seed: int = 0, rope_theta: float = 20000.0, ntk_factor: float = 8.0):
+    """A tiny random gte-multilingual-base as published: ``model_type: "new"``, NTK rope scaling, original keys.
+
+    Returns (directory, the native ``GteModel`` the weights came from).
+    """
+    from safetensors.torch import save_file
+    from transformers import GteConfig, GteModel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(out_dir, model_max_length=8192)
+    spec = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                vocab_size=len(tokenizer), max_position_embeddings=8192,
+                initializer_range=0.2)  # sharp enough attention that the rope frequencies visibly matter
+    torch.manual_seed(seed)
+    native = GteModel(GteConfig(**spec, rope_parameters={"rope_type": "default", "rope_theta": rope_theta}, pad_token_id=1))
+    save_file(gte_to_original_layout(native.state_dict()), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    config = {  # the keys of Alibaba-NLP/gte-multilingual-base's config.json
+        "architectures": ["NewModel"], "model_type": "new",
+        "auto_map": {"AutoConfig": "Alibaba-NLP/new-impl--configuration.NewConfig",
+                     "AutoModel": "Alibaba-NLP/new-impl--modeling.NewModel"},
+        **spec, "attention_probs_dropout_prob": 0.0, "classifier_dropout": 0.0, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "layer_norm_eps": 1e-12,
+        "layer_norm_type": "layer_norm", "logn_attention_clip1": False, "logn_attention_scale": False,
+        "pack_qkv": True, "pad_token_id": 1, "position_embedding_type": "rope",
+        "rope_scaling": {"factor": ntk_factor, "type": "ntk"}, "rope_theta": rope_theta,
+        "type_vocab_size": 1, "unpad_inputs": True, "use_memory_efficient_attention": False,
+    }
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+    return out_dir, native.eval()
+
+
+JINA_TASKS = ["text_matching", "retrieval_query"]
+
+
+def build_jina(out_dir: str | Path, seed: int = 0, tasks: list[str] = JINA_TASKS) -> Path:
+    """A tiny random ``JinaEmbeddingsV3Model`` (the ``-hf`` layout) with a random LoRA adapter per task sub-folder."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(out_dir, model_max_length=8192)
+    torch.manual_seed(seed)
+    config = JinaEmbeddingsV3Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=len(tokenizer),
+        rope_parameters={"rope_type": "default", "rope_theta": 20000.0},
+    )
+    JinaEmbeddingsV3Model(config, add_pooling_layer=False).save_pretrained(str(out_dir))
+    for k, task in enumerate(tasks):
+        torch.manual_seed(seed + 100 + k)
+        base = JinaEmbeddingsV3Model.from_pretrained(str(out_dir))
+        lora = LoraConfig(r=4, lora_alpha=1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"],
+                          init_lora_weights=False)  # random B as well as A: a visible effect
+        get_peft_model(base, lora).save_pretrained(str(out_dir / task))
+    return out_dir
+
+
 def random_head(name: str, input_dim: int, hidden_dim: int = 1000, seed: int = 0) -> HeadWeights:
     g = torch.Generator().manual_seed(seed)
     return HeadWeights(
@@ -166,13 +250,14 @@ def random_head(name: str, input_dim: int, hidden_dim: int = 1000, seed: int = 0
     )
 
 
-def build_heads(out_dir: str | Path, input_dim: int, names: list[str], hidden_dim: int = 1000, seed: int = 0) -> dict[str, Path]:
-    """Random heads in the JQL Lightning ``.ckpt`` layout, one file per name."""
+def build_heads(out_dir: str | Path, input_dim: int, names: list[str], hidden_dim: int = 1000, seed: int = 0,
+                embedder: str | None = None) -> dict[str, Path]:
+    """Random heads in the JQL Lightning ``.ckpt`` layout, one file per name (no embedder recorded, as published)."""
     out_dir = Path(out_dir)
     return {
         name: save_lightning_checkpoint(
             random_head(name, input_dim, hidden_dim, seed + k), out_dir / f"{name}.ckpt",
-            {"embedder": "tiny-random", "lr": 1e-3},
+            {"lr": 1e-3, **({"embedder": embedder} if embedder else {})},
         )
         for k, name in enumerate(names)
     }

@@ -1,8 +1,8 @@
-"""Frozen encoder: text -> token ids -> L2-normalised CLS embedding (the JQL recipe).
+"""Frozen encoder: text -> token ids -> pooled (CLS or mean), L2-normalised embedding.
 
-Loads any Hugging Face encoder with AutoTokenizer/AutoModel. arctic-embed-m-v2.0
-loads as transformers' native ``GteModel``; remote code runs only when
-``trust_remote_code`` is set. Reduced precision is obtained with
+Loads any Hugging Face encoder with AutoTokenizer/AutoModel; the three JQL
+embedders load as native transformers classes (see :mod:`spark_jql.scoring.models`);
+remote code runs only when ``trust_remote_code`` is set. Reduced precision is obtained with
 ``from_pretrained(dtype=...)`` so that buffers such as the rotary frequencies stay
 float32 (casting a loaded model with ``.to(bfloat16)`` corrupts positions).
 """
@@ -17,6 +17,7 @@ import torch
 
 from spark_jql.config import EmbedderConfig
 from spark_jql.scoring.hub import is_local, model_load_error, require_local
+from spark_jql.scoring.models import load_encoder, provenance, resolve
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,9 @@ class Embedder:
     """Tokenizer + encoder, loaded once; embeds padded micro-batches."""
 
     def __init__(self, config: EmbedderConfig, device: torch.device | str | None = None):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
+        config = resolve(config)
         self.config = config
         self.device = resolve_device(str(device) if device is not None else config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
@@ -60,15 +62,14 @@ class Embedder:
         common = dict(revision=config.revision, trust_remote_code=config.trust_remote_code, local_files_only=local)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(config.model, **common)
-            self.model = AutoModel.from_pretrained(
-                config.model, dtype=self.dtype, attn_implementation=config.attn_implementation, **common
-            )
+            self.model = load_encoder(config, self.dtype, local)
         except Exception as err:
             raise model_load_error(config.model, err) from err
         self.model.eval().requires_grad_(False).to(self.device)
         self.dim = int(self.model.config.hidden_size)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.max_length = self._effective_max_length(config.max_length)
+        self.provenance = provenance(config, str(self.dtype).removeprefix("torch."))
 
     def _effective_max_length(self, wanted: int) -> int:
         limits = [wanted]
@@ -92,6 +93,8 @@ class Embedder:
         tokenize the same, so the result is unchanged; if the cut text turns out
         to hold too few tokens it is tokenized whole.
         """
+        if self.config.prefix:
+            texts = [None if t is None else self.config.prefix + t for t in texts]
         present = [i for i, t in enumerate(texts) if t is not None]
         ids: list[list[int]] = [[] for _ in texts]
         lengths = np.zeros(len(texts), dtype=np.int64)
@@ -141,16 +144,26 @@ class Embedder:
 
     @torch.inference_mode()
     def embed_padded(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """CLS token of the last hidden state, L2-normalised, as float32 on the device."""
+        """Pooled last hidden state (CLS token, or mean over real tokens), L2-normalised, float32 on the device."""
         no_padding = bool(mask.all())  # checked on the host: no device sync
         input_ids = input_ids.to(self.device, non_blocking=True)
         mask = None if no_padding else mask.to(self.device, non_blocking=True)  # None lets SDPA use flash
-        out = self.model(input_ids=input_ids, attention_mask=mask)
-        cls = out.last_hidden_state[:, 0].float()
-        return torch.nn.functional.normalize(cls, p=2, dim=-1)
+        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        pooled = pool(hidden, mask, self.config.pooling)
+        return torch.nn.functional.normalize(pooled, p=2, dim=-1) if self.config.normalize else pooled
 
     def embed(self, ids: list[list[int]]) -> torch.Tensor:
         return self.embed_padded(*self.pad(ids))
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """(batch, seq, d) -> (batch, d) float32: first token, or the mean over tokens where ``mask`` is 1."""
+    if pooling == "cls":
+        return hidden[:, 0].float()
+    if mask is None:
+        return hidden.float().mean(dim=1)
+    weights = mask.to(torch.float32).unsqueeze(-1)
+    return (hidden.float() * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
 def _cut_at_whitespace(text: str, cap: int) -> str:

@@ -9,14 +9,17 @@ Lightning. Heads we train are stored as safetensors plus a small JSON file.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from spark_jql.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 HEAD_KEYS = ("layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias")
 LIGHTNING_VERSION = "2.4.0"  # written into checkpoints we save; no Lightning migration applies to it
@@ -32,6 +35,7 @@ class HeadWeights:
     b1: torch.Tensor  # (hidden,)
     w2: torch.Tensor  # (1, hidden)
     b2: torch.Tensor  # (1,)
+    meta: dict = field(default_factory=dict, compare=False)  # what the file says about its training (embedder, pooling)
 
     @property
     def input_dim(self) -> int:
@@ -97,7 +101,9 @@ def load_lightning_checkpoint(path: str | Path, name: str) -> HeadWeights:
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict with 'state_dict', got {type(payload).__name__}")
-    return HeadWeights.from_state_dict(name, state, str(path))
+    head = HeadWeights.from_state_dict(name, state, str(path))
+    hp = payload.get("hyper_parameters")
+    return _with_meta(head, hp if isinstance(hp, dict) else {}, str(path))
 
 
 def load_safetensors_head(path: str | Path, name: str) -> HeadWeights:
@@ -109,7 +115,45 @@ def load_safetensors_head(path: str | Path, name: str) -> HeadWeights:
         state = load_file(str(path))
     except Exception as err:
         raise CheckpointError(f"{path}: cannot read safetensors head {name!r}: {err}") from None
-    return HeadWeights.from_state_dict(name, state, str(path))
+    sidecar = path.with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except ValueError as err:
+        raise CheckpointError(f"{sidecar}: head {name!r} metadata is not valid JSON ({err})") from None
+    return _with_meta(HeadWeights.from_state_dict(name, state, str(path)), meta if isinstance(meta, dict) else {}, str(path))
+
+
+PROVENANCE_KEYS = ("embedder", "pooling")
+
+
+def _with_meta(head: HeadWeights, meta: dict, source: str) -> HeadWeights:
+    kept = {k: meta[k] for k in PROVENANCE_KEYS if meta.get(k)}
+    kept["source"] = source
+    return HeadWeights(head.name, head.w1, head.b1, head.w2, head.b2, kept)
+
+
+def embedder_name(model: str) -> str:
+    """The comparable part of an embedder id or local path: its last component, lower case."""
+    return str(model).rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def check_provenance(heads: list[HeadWeights], embedder: str, pooling: str) -> None:
+    """A head trained on another embedder or pooling is an error; a head that does not say is a warning."""
+    for head in heads:
+        named, pooled = head.meta.get("embedder"), head.meta.get("pooling")
+        if named and embedder_name(named) != embedder_name(embedder):
+            raise CheckpointError(
+                f"head {head.name!r} ({head.meta.get('source')}) was trained on embeddings of {named!r}, "
+                f"but the scorer's embedder is {embedder!r}; set scorer.embedder.model to match or use other heads"
+            )
+        if pooled and pooled != pooling:
+            raise CheckpointError(
+                f"head {head.name!r} ({head.meta.get('source')}) was trained on {pooled!r}-pooled embeddings, "
+                f"but scorer.embedder.pooling is {pooling!r}"
+            )
+        if not named:
+            log.warning("head %r (%s) does not record its embedder; assuming %s with %s pooling",
+                        head.name, head.meta.get("source"), embedder, pooling)
 
 
 def load_head_file(path: str | Path, name: str) -> HeadWeights:

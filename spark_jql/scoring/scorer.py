@@ -24,7 +24,8 @@ from spark_jql import schema
 from spark_jql.scoring.batching import plan_micro_batches, split_uneven
 from spark_jql.config import ScorerConfig
 from spark_jql.scoring.embedder import Embedder, Tokenized
-from spark_jql.scoring.heads import HeadSet, load_head_file
+from spark_jql.scoring import stored
+from spark_jql.scoring.heads import HeadSet, check_provenance, load_head_file
 from spark_jql.scoring.hub import resolve_head_file
 
 log = logging.getLogger(__name__)
@@ -64,18 +65,56 @@ def estimate_token_budget(embedder: Embedder, max_docs: int) -> int:
     return int(min(max(budget, embedder.max_length), GPU_MAX_TOKEN_BUDGET))
 
 
+def scores_frame(head_names: list[str], scores: np.ndarray, aggregate: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame({schema.head_column(h): scores[:, j] for j, h in enumerate(head_names)})
+    frame[schema.AGGREGATE] = aggregate
+    return frame
+
+
+def aggregate_scores(head_scores: torch.Tensor, how: str) -> torch.Tensor:
+    return _AGGREGATES[how](head_scores)
+
+
+class HeadScorer:
+    """Heads only, on the CPU: stored embeddings in, the same score columns out (no encoder is loaded)."""
+
+    def __init__(self, config: ScorerConfig, heads: list | None = None):
+        self.config = config
+        heads = heads if heads is not None else [load_head_file(resolve_head_file(h), h.name) for h in config.heads]
+        self.heads = HeadSet(heads)
+        self.head_names = self.heads.names
+        self.dim = self.heads.input_dim
+
+    def score(self, values, encoding: str) -> pd.DataFrame:
+        """Stored embeddings (bytes or arrays; None for documents without one) -> score_*, jql_score."""
+        matrix, present = stored.decode(values, encoding, self.dim)
+        n = len(present)
+        scores = np.full((n, len(self.head_names)), np.nan, dtype=np.float32)
+        aggregate = np.full(n, np.nan, dtype=np.float32)
+        if present.any():
+            head_scores = self.heads(torch.from_numpy(matrix[present]))
+            scores[present] = head_scores.numpy()
+            aggregate[present] = aggregate_scores(head_scores, self.config.aggregate).numpy()
+        return scores_frame(self.head_names, scores, aggregate)
+
+
 class Scorer:
     """Embedder + heads, built once and reused for every batch."""
 
-    def __init__(self, config: ScorerConfig, device: str | torch.device | None = None):
+    def __init__(self, config: ScorerConfig, device: str | torch.device | None = None, with_heads: bool = True):
+        """``with_heads=False``: the encoder only (``embed``); no head file is read or downloaded."""
         self.config = config
-        heads = [load_head_file(resolve_head_file(h), h.name) for h in config.heads]
+        heads = [load_head_file(resolve_head_file(h), h.name) for h in config.heads] if with_heads else []
         self.embedder = Embedder(config.embedder, device=device)
-        self.heads = HeadSet(heads)
-        self.heads.check_input_dim(self.embedder.dim, config.embedder.model)
-        self.heads.to(self.embedder.device)
-        self.head_names = self.heads.names
-        self.columns = schema.output_columns(self.head_names)
+        self.heads = None
+        self.head_names = []
+        if heads:
+            check_provenance(heads, self.embedder.config.model, self.embedder.config.pooling)
+            self.heads = HeadSet(heads)
+            self.heads.check_input_dim(self.embedder.dim, config.embedder.model)
+            self.heads.to(self.embedder.device)
+            self.head_names = self.heads.names
+        self.columns = schema.output_columns(self.head_names, config.store_embedding != "none")
         budget = config.token_budget
         self.token_budget = budget if isinstance(budget, int) else estimate_token_budget(self.embedder, config.max_batch_docs)
         self.stats = {"docs": 0, "tokens": 0, "padded_tokens": 0, "micro_batches": 0, "oom_splits": 0, "seconds": 0.0}
@@ -128,10 +167,14 @@ class Scorer:
         aggregate = np.full(n, np.nan, dtype=np.float32)
         # Results stay on the device until the whole batch is done: one device->host copy (and one
         # sync) per batch instead of one per micro-batch, so the host keeps queueing micro-batches.
-        rows, parts = [], []
+        storage = self.config.store_embedding
+        rows, parts, kept = [], [], []
         for idx, emb in self._embed_all(tokenized):
             rows.append(idx)
             parts.append(self.heads(emb))
+            if storage != "none":
+                kept.append(emb.to(stored.STORAGE_DTYPES[storage]))
+        embeddings: list = [None] * n
         if parts:
             head_scores = torch.cat(parts) if len(parts) > 1 else parts[0]
             combined = torch.cat([head_scores, _AGGREGATES[self.config.aggregate](head_scores)[:, None]], dim=1)
@@ -139,10 +182,14 @@ class Scorer:
             order = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
             scores[order] = host[:, :-1]
             aggregate[order] = host[:, -1]
-        frame = pd.DataFrame({schema.head_column(h): scores[:, j] for j, h in enumerate(self.head_names)})
-        frame[schema.AGGREGATE] = aggregate
+            if kept:
+                for i, value in zip(order, stored.encode(torch.cat(kept), storage)):
+                    embeddings[i] = value
+        frame = scores_frame(self.head_names, scores, aggregate)
         frame[schema.TOKENS] = tokenized.lengths.astype(np.int32)
         frame[schema.TRUNCATED] = tokenized.truncated
+        if storage != "none":
+            frame[schema.EMBEDDING] = pd.Series(embeddings, dtype=object)
         self.stats["docs"] += n
         self.stats["seconds"] += time.perf_counter() - start
         return frame

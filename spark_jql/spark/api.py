@@ -55,7 +55,7 @@ def annotate(
     """
     scorer = scorer or ScorerConfig()
     require_text_column(df, text_column)
-    added = schema.output_columns([h.name for h in scorer.heads])
+    added = schema.output_columns([h.name for h in scorer.heads], scorer.store_embedding != "none")
     clash = [c for c in added if c in df.columns]
     if clash:
         raise InputError(f"input already has output column(s) {clash}; drop or rename them before annotating")
@@ -63,8 +63,54 @@ def annotate(
         df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
     score = make_score_udf(scorer, builds=builds, docs=docs, build_pids=build_pids)
     with_result = df.select("*", score(quoted(text_column)).alias(_RESULT))
+    meta = _metadata(scorer, scorer.store_embedding if scorer.store_embedding != "none" else "float32")
     return with_result.select(
-        *[quoted(c) for c in df.columns], *[F.col(_RESULT).getField(c).alias(c) for c in added]
+        *[quoted(c) for c in df.columns], *[F.col(_RESULT).getField(c).alias(c, metadata=meta) for c in added]
+    )
+
+
+def _metadata(scorer: ScorerConfig, encoding: str) -> dict:
+    """Provenance written into the Spark metadata of every score and embedding column."""
+    from spark_jql.scoring.models import embedding_metadata
+
+    return {schema.PROVENANCE_KEY: embedding_metadata(scorer.embedder, encoding, [h.name for h in scorer.heads])}
+
+
+def score_embeddings(
+    df: DataFrame,
+    scorer: ScorerConfig | None = None,
+    embedding_column: str = schema.EMBEDDING,
+    encoding: str = "auto",
+) -> DataFrame:
+    """Heads-only scoring: stored embeddings in, ``score_<head>``, ``jql_score`` (+ token columns) out.
+
+    No encoder is loaded; the heads run on the CPU of each executor. The column may be
+    ``annotate``'s ``jql_embedding`` (binary float16/bfloat16), ``embed``'s ``embedding`` or
+    a published embedding dataset (``array<float>``). Before any task runs, the heads are read on
+    the driver and checked against the column: its width, its encoding and, where its metadata
+    records them, the embedder and pooling (a head trained on another embedder is an error).
+    Existing score columns of these heads and ``jql_score`` are replaced; ``jql_tokens`` and
+    ``jql_truncated`` are kept when present and null otherwise. Every row is kept.
+    """
+    from spark_jql.spark.stored import check_embedding_input
+    from spark_jql.spark.udf import make_heads_udf
+
+    scorer = scorer or ScorerConfig()
+    encoding, meta = check_embedding_input(df, scorer, embedding_column, encoding)
+    names = [h.name for h in scorer.heads]
+    recomputed = [schema.head_column(n) for n in names] + [schema.AGGREGATE]
+    heads = make_heads_udf(scorer, encoding)
+    with_result = df.select("*", heads(quoted(embedding_column)).alias(_RESULT))
+    out_meta = {schema.PROVENANCE_KEY: {**meta, "heads": names}}
+
+    def result(c: str) -> Column:
+        return F.col(_RESULT).getField(c).alias(c, metadata=out_meta)
+
+    missing = {schema.TOKENS: "int", schema.TRUNCATED: "boolean"}
+    return with_result.select(
+        *[result(c) if c in recomputed else quoted(c) for c in df.columns],  # rescored columns stay in place
+        *[result(c) for c in recomputed if c not in df.columns],
+        *[F.lit(None).cast(t).alias(c) for c, t in missing.items() if c not in df.columns],
     )
 
 

@@ -1,9 +1,13 @@
 """The embed stage: labelled documents in, ``id, language, <labels>, embedding`` out.
 
+Only the encoder is loaded (no head is read). The ``embedding`` column's Spark metadata
+(key ``spark_jql``, kept in the parquet footer) records the embedder id, revision,
+max_length, pooling, normalisation, prefix, task adapter and dtype that made it.
+
 Head training must see exactly the vectors scoring sees, so the embeddings come
 from the same per-worker scorer cache (``udf.get_scorer``, keyed by the same
 ``ScorerConfig``) and the same ``Scorer.embed`` (tokenise, truncate, length-sorted
-micro-batches, CLS, L2) that ``annotate`` uses. Documents without text get a
+micro-batches, pooling, L2) that ``annotate`` uses. Documents without text get a
 null embedding and are kept, so row counts still add up.
 """
 
@@ -19,6 +23,8 @@ from pyspark.sql.types import ArrayType, FloatType
 
 from spark_jql.config import ScorerConfig
 from spark_jql.errors import InputError
+from spark_jql.schema import PROVENANCE_KEY
+from spark_jql.scoring.models import embedding_metadata
 from spark_jql.spark.api import quoted, require_columns, require_text_column
 from spark_jql.spark.udf import get_scorer, task_device
 
@@ -35,7 +41,7 @@ def make_embed_udf(config: ScorerConfig, docs=None):
         scorer = None  # built on the first batch: an empty partition loads no model
         for batch in texts:
             if scorer is None:
-                scorer = get_scorer(config_json, task_device(device_setting))
+                scorer = get_scorer(config_json, task_device(device_setting), with_heads=False)
             if docs is not None:
                 docs.add(len(batch))
             matrix = scorer.embed(batch)
@@ -100,11 +106,12 @@ def embed(
     if arrow_batch_size is not None:
         df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
     udf = make_embed_udf(scorer, docs=docs)
+    meta = {PROVENANCE_KEY: embedding_metadata(scorer.embedder, "float32")}
     return df.select(
         ident.cast("string").alias("id"),
         lang.alias("language"),
         *[_path(df, path).alias(name) for name, path in specs.items()],
-        udf(quoted(text_column)).alias(EMBEDDING),
+        udf(quoted(text_column)).alias(EMBEDDING, metadata=meta),
     )
 
 
@@ -135,4 +142,6 @@ def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = 
     if rows_out != rows_in:
         raise AccountingError(f"embed read {rows_in} rows but wrote {rows_out} to {out}")
     with_embedding = written.where("embedding IS NOT NULL").count()
-    return {"output": out, "rows": rows_out, "rows_with_embedding": with_embedding, "columns": written.columns}
+    provenance = written.schema[EMBEDDING].metadata.get(PROVENANCE_KEY, {})
+    return {"output": out, "rows": rows_out, "rows_with_embedding": with_embedding, "columns": written.columns,
+            "embedder": provenance}

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pandas as pd
 from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import BooleanType, FloatType, IntegerType, StructField, StructType
+from pyspark.sql.types import BinaryType, BooleanType, FloatType, IntegerType, StructField, StructType
 
 from spark_jql import schema
 from spark_jql.config import ScorerConfig
@@ -31,13 +31,13 @@ _CACHE = WorkerCache(CACHE_CAPACITY)
 _FAILED: dict[tuple[str, str], WorkerLoadError] = {}  # per worker: builds that failed, not retried
 
 
-def result_schema(head_names: list[str]) -> StructType:
+def result_schema(head_names: list[str], with_embedding: bool = False, heads_only: bool = False) -> StructType:
     fields = [StructField(schema.head_column(n), FloatType()) for n in head_names]
-    fields += [
-        StructField(schema.AGGREGATE, FloatType()),
-        StructField(schema.TOKENS, IntegerType()),
-        StructField(schema.TRUNCATED, BooleanType()),
-    ]
+    fields.append(StructField(schema.AGGREGATE, FloatType()))
+    if not heads_only:
+        fields += [StructField(schema.TOKENS, IntegerType()), StructField(schema.TRUNCATED, BooleanType())]
+    if with_embedding:
+        fields.append(StructField(schema.EMBEDDING, BinaryType()))
     return StructType(fields)
 
 
@@ -76,7 +76,7 @@ def worker_load_error(config: ScorerConfig, device: str, err: Exception) -> Work
     return WorkerLoadError(f"cannot load the scorer on executor pid {os.getpid()} ({device}): {cause}")
 
 
-def get_scorer(config_json: str, device: str, on_build=None):
+def get_scorer(config_json: str, device: str, on_build=None, with_heads: bool = True):
     """The worker's cached Scorer for this configuration and device (built on first use)."""
 
     def build():
@@ -85,16 +85,17 @@ def get_scorer(config_json: str, device: str, on_build=None):
         start = time.perf_counter()
         config = ScorerConfig.model_validate_json(config_json)
         try:
-            scorer = Scorer(config, device=device)
+            scorer = Scorer(config, device=device, with_heads=with_heads)
         except Exception as err:
-            _FAILED[(config_json, device)] = worker_load_error(config, device, err)
-            raise _FAILED[(config_json, device)] from None
+            _FAILED[key] = worker_load_error(config, device, err)
+            raise _FAILED[key] from None
         log.warning("spark_jql: built scorer in pid %d on %s in %.1fs", os.getpid(), device, time.perf_counter() - start)
         return scorer
 
-    if (config_json, device) in _FAILED:  # a retried task on this worker fails at once, with the same line
-        raise _FAILED[(config_json, device)]
-    scorer, built = _CACHE.get((config_json, device), build)
+    key = (config_json, device, with_heads)
+    if key in _FAILED:  # a retried task on this worker fails at once, with the same line
+        raise _FAILED[key]
+    scorer, built = _CACHE.get(key, build)
     if built and on_build is not None:
         on_build()
     return scorer
@@ -138,7 +139,7 @@ def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None
     """
     config_json = config.model_dump_json()
     device_setting = config.embedder.device
-    return_type = result_schema([h.name for h in config.heads])
+    return_type = result_schema([h.name for h in config.heads], config.store_embedding != "none")
     log_level = logging.getLogger("spark_jql").getEffectiveLevel()  # workers log at the driver's verbosity
 
     def on_build():
@@ -165,3 +166,35 @@ def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None
                 raise RuntimeError("spark_jql test hook: failing this task attempt after one batch")
 
     return score_udf
+
+
+_HEADS = WorkerCache(CACHE_CAPACITY)
+
+
+def get_head_scorer(config_json: str):
+    """The worker's cached heads-only scorer (module level: the UDF refers to it by name, never pickles the cache)."""
+
+    def build():
+        from spark_jql.scoring.scorer import HeadScorer
+
+        return HeadScorer(ScorerConfig.model_validate_json(config_json))
+
+    return _HEADS.get(config_json, build)[0]
+
+
+def make_heads_udf(config: ScorerConfig, encoding: str):
+    """A pandas UDF ``stored embedding -> struct<score_*, jql_score>``: heads only, on the CPU, no encoder."""
+    config_json = config.model_dump_json()
+    return_type = result_schema([h.name for h in config.heads], heads_only=True)
+    log_level = logging.getLogger("spark_jql").getEffectiveLevel()
+
+    @pandas_udf(return_type)
+    def heads_udf(values: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        configure_worker_logging(log_level)
+        scorer = get_head_scorer(config_json)
+        for batch in values:
+            frame = scorer.score(batch.tolist(), encoding)
+            frame.index = batch.index
+            yield frame
+
+    return heads_udf
