@@ -196,3 +196,16 @@ def test_scores_from_stored_embeddings_match_scores_from_text(gte_bundle, storag
 def test_stored_width_mismatch_is_an_error():
     with pytest.raises(ValueError, match="has 3 dimensions, the heads take 4"):
         stored.decode([np.zeros(3, np.float32)], "float32", 4)
+
+
+def test_embedding_needs_no_heads(gte_bundle, empty_hf_cache):
+    """embed loads the encoder only: the default (published, Hub) heads are neither downloaded nor checked."""
+    from spark_jql.scoring.preflight import check_scorer
+    from spark_jql.scoring.scorer import Scorer
+
+    config = ScorerConfig(embedder={"model": gte_bundle["embedder"]["model"], "device": "cpu"})  # default heads
+    assert check_scorer(config, with_heads=False).heads == ()
+    scorer = Scorer(config, with_heads=False)
+    assert scorer.embed(TEXTS).shape == (3, 32)
+    with pytest.raises(ModelNotAvailableError):
+        Scorer(config)  # scoring does need them

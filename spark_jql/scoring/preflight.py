@@ -37,13 +37,13 @@ class ScorerCheck:
     heads: tuple[str, ...]
 
 
-def check_scorer(config: ScorerConfig) -> ScorerCheck:
-    """Check the embedder's files and tokenizer and every head; raise naming the first fault."""
-    return _check_scorer(config.model_dump_json())
+def check_scorer(config: ScorerConfig, with_heads: bool = True) -> ScorerCheck:
+    """Check the embedder's files and tokenizer and (unless ``with_heads=False``, as for ``embed``) every head."""
+    return _check_scorer(config.model_dump_json(), with_heads)
 
 
 @lru_cache(maxsize=8)
-def _check_scorer(config_json: str) -> ScorerCheck:
+def _check_scorer(config_json: str, with_heads: bool = True) -> ScorerCheck:
     config = ScorerConfig.model_validate_json(config_json)
     model_dir, has_weights = local_model_dir(config.embedder)
     settings = _model_settings(model_dir)
@@ -52,7 +52,7 @@ def _check_scorer(config_json: str) -> ScorerCheck:
     _check_model_config(model_dir, config.embedder)
     rows = _check_weights(model_dir, vocab, hidden) if has_weights else vocab
     size = _check_tokenizer(model_dir, config.embedder, rows)
-    names = _check_heads(config, hidden)
+    names = _check_heads(config, hidden) if with_heads else ()
     return ScorerCheck(str(model_dir), hidden, rows, size, names)
 
 

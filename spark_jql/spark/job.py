@@ -39,6 +39,7 @@ from spark_jql.spark.api import (
     language_key,
     mark_rows,
     quoted,
+    score_embeddings,
     split_marked,
 )
 from spark_jql.spark.inputs import (
@@ -176,20 +177,26 @@ class Job:
             rows, skipped_records = self._score_files(plan.path(unit), source, files, schema_, builds, docs)
         plan.commit(unit, {"input_rows": rows, "skipped_files": skipped, "skipped_records": skipped_records})
 
+    def _scores(self, source, builds=None, docs=None):
+        """The scored frame: from the text (encoder + heads), or heads only from ``columns.embedding``."""
+        cfg = self.config
+        if cfg.columns.embedding is not None:
+            return score_embeddings(source, cfg.scorer, cfg.columns.embedding, cfg.columns.embedding_dtype)
+        return annotate(source, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=builds, docs=docs)
+
     def _score_files(self, path: str, source: Source, files: list[str], schema_, builds, docs) -> tuple[int, dict]:
         """Count, check and score ``files`` into the unit's directory: (rows scored, {file: bad records skipped})."""
         cfg = self.config
         if not files:
-            self.spark.createDataFrame([], schema_).transform(
-                annotate, cfg.scorer, cfg.columns.text
-            ).write.mode("overwrite").parquet(path)
+            self._scores(self.spark.createDataFrame([], schema_)).write.mode("overwrite").parquet(path)
             return 0, {}
         counts = self._file_counts(source.read(files, schema_))
         skipped_records = self._bad_records(source, counts, schema_)
-        self._check_text_column(source, counts)
+        if cfg.columns.embedding is None:
+            self._check_text_column(source, counts)
         rows = sum(c["rows"] - c["bad"] for c in counts.values())
         good = source.read(files, schema_).where(F.col(BAD).isNull()).drop(FILE, BAD)
-        scored = annotate(good, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=builds, docs=docs)
+        scored = self._scores(good, builds, docs)
         start = time.perf_counter()
         with ScoringProgress(self.spark.sparkContext, total=rows, docs=docs, label=f"annotate {path.rsplit('/', 1)[-1]}"):
             scored.write.mode("overwrite").parquet(path)  # Spark's committer: all of it or nothing

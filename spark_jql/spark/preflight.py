@@ -83,24 +83,24 @@ def _connect(spark: SparkSession) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
-def _client_sees(scorer: ScorerConfig) -> bool:
+def _client_sees(scorer: ScorerConfig, with_heads: bool = True) -> bool:
     """Every local model path of ``scorer`` exists here (Hub ids are looked up here as well)."""
     paths = [scorer.embedder.model] if looks_like_path(scorer.embedder.model) else []
-    paths += [h.path for h in scorer.heads if h.path is not None]
+    paths += [h.path for h in scorer.heads if h.path is not None] if with_heads else []
     return all(Path(p).expanduser().exists() for p in paths)
 
 
-def check_models(spark: SparkSession, scorer: ScorerConfig) -> ScorerCheck | None:
-    """The embedder, tokenizer and heads; skipped on a Spark Connect client that cannot see the model files
+def check_models(spark: SparkSession, scorer: ScorerConfig, with_heads: bool = True) -> ScorerCheck | None:
+    """The embedder, tokenizer and (unless ``with_heads=False``) heads; skipped on a Spark Connect client that cannot see the model files
     (e.g. Databricks Connect on a laptop, models in a Unity Catalog volume): the executors check them then."""
     skip = "preflight: the model files are not visible from this Spark Connect client (%s); the executors check them"
     if not _connect(spark):
-        return check_scorer(scorer)
-    if not _client_sees(scorer):
+        return check_scorer(scorer, with_heads)
+    if not _client_sees(scorer, with_heads):
         log.warning(skip, "a local path the client lacks")
         return None
     try:
-        return check_scorer(scorer)
+        return check_scorer(scorer, with_heads)
     except ModelNotAvailableError as err:  # a Hub id the client has not cached: the cluster may have
         if isinstance(err, ModelFilesError):
             raise
@@ -109,11 +109,16 @@ def check_models(spark: SparkSession, scorer: ScorerConfig) -> ScorerCheck | Non
 
 
 def annotate(spark: SparkSession, config: JobConfig, input_schema: StructType, thresholds_follow: bool = False):
-    """annotate (and run): the input's columns, then the embedder, tokenizer and heads."""
-    check_text_column(input_schema, config.columns.text)
+    """annotate (and run): the input's columns, then the embedder, tokenizer and heads.
+
+    With ``columns.embedding`` (heads only) there is no text and no encoder: ``score_embeddings``
+    checks that column against the heads on the driver instead.
+    """
+    if config.columns.embedding is None:
+        check_text_column(input_schema, config.columns.text)
     if thresholds_follow:
         check_language_columns(input_schema, config.columns)
-    return check_models(spark, config.scorer)
+    return check_models(spark, config.scorer) if config.columns.embedding is None else None
 
 
 def scored(spark: SparkSession, path: str, config: JobConfig) -> DataFrame:
@@ -149,10 +154,10 @@ def thresholds_file(spark: SparkSession, path: str, config: JobConfig) -> Thresh
 
 
 def embed(spark: SparkSession, config: JobConfig, output: str, input_schema: StructType):
-    """embed: its output directory, the text column, then the embedder, tokenizer and heads."""
+    """embed: its output directory, the text column, then the embedder and tokenizer (embed needs no heads)."""
     output_path(output, config.io.input)
     check_text_column(input_schema, config.columns.text)
-    return check_models(spark, config.scorer)
+    return check_models(spark, config.scorer, with_heads=False)
 
 
 def text_stage(config: JobConfig, output: str, input_schema: StructType) -> None:

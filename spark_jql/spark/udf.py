@@ -64,12 +64,12 @@ def task_device(setting: str) -> str:
     return "cpu"
 
 
-def worker_load_error(config: ScorerConfig, device: str, err: Exception) -> WorkerLoadError:
+def worker_load_error(config: ScorerConfig, device: str, err: Exception, with_heads: bool = True) -> WorkerLoadError:
     """One line naming the file and the cause: the preflight's finding where it has one, else the error's."""
     from spark_jql.scoring.preflight import check_scorer
 
     try:
-        check_scorer(config)
+        check_scorer(config, with_heads)
         cause = f"{config.embedder.model}: {type(err).__name__}: {first_line(err)}"
     except Exception as found:  # the cheap checks name the file (corrupt safetensors, missing tokenizer, ...)
         cause = first_line(found)
@@ -87,7 +87,7 @@ def get_scorer(config_json: str, device: str, on_build=None, with_heads: bool = 
         try:
             scorer = Scorer(config, device=device, with_heads=with_heads)
         except Exception as err:
-            _FAILED[key] = worker_load_error(config, device, err)
+            _FAILED[key] = worker_load_error(config, device, err, with_heads)
             raise _FAILED[key] from None
         log.warning("spark_jql: built scorer in pid %d on %s in %.1fs", os.getpid(), device, time.perf_counter() - start)
         return scorer
