@@ -69,7 +69,11 @@ def test_heads_only_scores_equal_scores_from_text(annotated, config):
 
 
 def test_thresholds_and_filter_from_rescored_embeddings(annotated, config):
-    from spark_jql.spark.api import apply_thresholds, compute_thresholds, score_embeddings
+    from spark_jql.spark.api import (
+        apply_thresholds,
+        compute_thresholds,
+        score_embeddings,
+    )
 
     scored = score_embeddings(annotated.drop(schema.TOKENS, schema.TRUNCATED), config)
     assert scored.where(f"{schema.TOKENS} IS NULL").count() == scored.count()  # unknown without the text
@@ -112,3 +116,22 @@ def test_mismatches_are_found_before_any_task(annotated, config, gte_bundle, tmp
         score_embeddings(annotated, config, embedding_column="text")
     with pytest.raises(InputError, match="not found"):
         score_embeddings(annotated, config, embedding_column="nope")
+
+
+def test_job_rescores_a_previous_runs_embeddings(spark, annotated, config, tmp_path, capsys):
+    """The job with columns.embedding: a scored output in, new scores, thresholds and filter out; no encoder."""
+    from spark_jql.cli import main
+
+    source = tmp_path / "previous"
+    annotated.write.parquet(str(source))
+    out = tmp_path / "out"
+    sets = {"io.input": json.dumps([str(source / "*.parquet")]), "io.output": str(out),
+            "scorer.embedder.model": config.embedder.model, "scorer.heads": json.dumps([h.model_dump() for h in config.heads]),
+            "columns.embedding": schema.EMBEDDING, "columns.constant_language": "spa", "thresholds.min_docs": "10"}
+    assert main([a for k, v in sets.items() for a in ("--set", f"{k}={v}")] + ["run"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["annotate"]["scored_rows"] == annotated.count()
+    assert summary["filter"]["kept_rows"] + summary["filter"]["dropped_rows"] == annotated.count()
+    rescored = spark.read.parquet(str(out / "scored")).select("id", schema.AGGREGATE).toPandas().set_index("id").sort_index()
+    before = annotated.select("id", schema.AGGREGATE).toPandas().set_index("id").sort_index()
+    assert np.nanmax(np.abs(rescored[schema.AGGREGATE] - before[schema.AGGREGATE])) < 0.005

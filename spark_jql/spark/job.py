@@ -128,6 +128,7 @@ class Job:
             # stage's other work -- listing, counting, writing stats/ -- is in "seconds", not here)
             "docs_per_second": (round(self._scoring["rows"] / self._scoring["seconds"], 2)
                                 if self._scoring["seconds"] else None),
+            "heads_only": cfg.columns.embedding is not None,
         }
         log.info("annotate: %s", result)
         return self._record("annotate", result)

@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
     from spark_jql.config import ScorerConfig
-    from spark_jql.devtools.tiny_models import ARCHITECTURES, JQL_HEAD_NAMES, build_encoder, build_heads
+    from spark_jql.devtools.tiny_models import (
+        ARCHITECTURES,
+        JQL_HEAD_NAMES,
+        build_encoder,
+        build_heads,
+    )
     from spark_jql.spark.api import annotate, score_embeddings
     from spark_jql.spark.session import build_session
 
