@@ -91,7 +91,8 @@ def _client_sees(scorer: ScorerConfig, with_heads: bool = True) -> bool:
 
 
 def check_models(spark: SparkSession, scorer: ScorerConfig, with_heads: bool = True) -> ScorerCheck | None:
-    """The embedder, tokenizer and (unless ``with_heads=False``) heads; skipped on a Spark Connect client that cannot see the model files
+    """The embedder, tokenizer and (unless ``with_heads=False``) heads; skipped on a Spark Connect client
+    that cannot see the model files
     (e.g. Databricks Connect on a laptop, models in a Unity Catalog volume): the executors check them then."""
     skip = "preflight: the model files are not visible from this Spark Connect client (%s); the executors check them"
     if not _connect(spark):
