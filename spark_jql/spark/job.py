@@ -153,7 +153,9 @@ class Job:
                 if not good:
                     raise InputError(f"no readable input file among {len(paths)}: {bad[:3]}") from None
                 found = source.schema(good)
-        check_reserved(found.names, schema.output_columns([h.name for h in cfg.scorer.heads]), f"the input ({source.label})")
+        # heads-only rescoring reads a scored output: its score columns are recomputed (score_embeddings), not clashes
+        added = [] if cfg.columns.embedding is not None else schema.output_columns([h.name for h in cfg.scorer.heads])
+        check_reserved(found.names, added, f"the input ({source.label})")
         return found
 
     def _annotate_unit(self, plan: UnitPlan, unit: int, source: Source, schema_, builds, docs) -> None:
