@@ -41,15 +41,52 @@ def xlmr_bundle(tmp_path_factory) -> dict:
     return build_demo_bundle(tmp_path_factory.mktemp("xlmr_bundle"), "xlmr-tiny", seed=2)
 
 
+def _connect_server_jar() -> bool:
+    """pyspark >= 4 ships the Spark Connect server; 3.5's pip package has only the client."""
+    import pyspark
+
+    return any(p.name.startswith("spark-connect_") for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CONNECT: dict[str, str] = {}
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    """One local SparkSession for the whole test run (JVM start-up costs ~15 s); catalog tables in a temp warehouse."""
+    """One local SparkSession for the whole test run (JVM start-up costs ~15 s); catalog tables in a temp warehouse.
+
+    Where pyspark ships the Spark Connect server (4.x), the same JVM also serves
+    Spark Connect (the plugin a Databricks/Connect cluster runs), so Connect tests
+    use it from a client process without a second JVM: see :func:`connect_url`.
+    """
     from spark_jql.spark.session import build_session
 
     conf = {"spark.sql.shuffle.partitions": "4", "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))}
+    if _connect_server_jar():
+        port = _free_port()
+        conf.update({"spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+                     "spark.connect.grpc.binding.address": "127.0.0.1",
+                     "spark.connect.grpc.binding.port": str(port)})
+        CONNECT["url"] = f"sc://127.0.0.1:{port}"
     session = build_session(master="local[2]", app_name="spark_jql-tests", conf=conf)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def connect_url(spark) -> str:
+    """``sc://`` URL of the test run's Spark Connect server (the ``spark`` fixture's JVM)."""
+    if "url" not in CONNECT:
+        pytest.skip("this pyspark has no Spark Connect server (pyspark >= 4 ships it)")
+    return CONNECT["url"]
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ import pytest
 
 from spark_jql import schema
 from spark_jql.config import ColumnsConfig, ScorerConfig, ThresholdConfig
-from spark_jql.errors import InputError
 from spark_jql.devtools.sample_data import generate_documents
+from spark_jql.errors import InputError
 from spark_jql.scoring.scorer import Scorer
 from spark_jql.spark import annotate, apply_thresholds, compute_thresholds
 from spark_jql.spark.inputs import read_input
-from spark_jql.spark.udf import pid_accumulator
 
 from .conftest import shared_file
 
@@ -47,8 +46,17 @@ def corpus(spark):
 
 @pytest.fixture(scope="module")
 def scored(spark, corpus, scorer_config):
-    sc = spark.sparkContext
-    builds, docs, pids = sc.accumulator(0), sc.accumulator(0), pid_accumulator(sc)
+    from pyspark.accumulators import AccumulatorParam
+
+    class ListParam(AccumulatorParam):
+        def zero(self, value):
+            return []
+
+        def addInPlace(self, a, b):
+            return a + b
+
+    sc = spark.sparkContext  # accumulators: a classic-session diagnostic
+    builds, docs, pids = sc.accumulator(0), sc.accumulator(0), sc.accumulator([], ListParam())
     out = corpus.transform(
         annotate, scorer_config, arrow_batch_size=64, builds=builds, docs=docs, build_pids=pids
     ).cache()

@@ -79,6 +79,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Scoring progress (docs done, docs/s, ETA every few seconds) shows at the default verbosity too.
+    logging.getLogger("spark_jql.spark.progress").setLevel(min(level, logging.INFO))
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 

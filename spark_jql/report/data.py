@@ -13,7 +13,7 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from spark_jql import schema
 from spark_jql.errors import InputError
-from spark_jql.spark.io import join_path, read_text
+from spark_jql.spark.storage import join_path, read_text
 from spark_jql.thresholds import Thresholds, _qkey
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from spark_jql.report.plots import (
     plot_language_histograms,
     plot_retention,
 )
-from spark_jql.spark.io import join_path, write_text
+from spark_jql.spark.storage import join_path, write_text
 from spark_jql.thresholds import _qkey
 
 log = logging.getLogger(__name__)

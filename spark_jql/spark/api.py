@@ -14,8 +14,8 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from spark_jql import schema
 from spark_jql.config import ColumnsConfig, ScorerConfig, ThresholdConfig
 from spark_jql.errors import InputError
-from spark_jql.thresholds import LanguageThreshold, Thresholds, _qkey
 from spark_jql.spark.udf import make_score_udf
+from spark_jql.thresholds import LanguageThreshold, Thresholds, _qkey
 
 _RESULT = "__jql_result"
 

@@ -51,8 +51,9 @@ from spark_jql.spark.inputs import (
     first_bad_line,
     normalise,
 )
-from spark_jql.spark.io import exists, join_path, read_text, write_text
 from spark_jql.spark.progress import ScoringProgress
+from spark_jql.spark.session import is_connect
+from spark_jql.spark.storage import exists, join_path, read_text, write_text
 from spark_jql.spark.units import UNIT_COLUMN, UnitPlan, scorer_hash
 from spark_jql.thresholds import Thresholds
 
@@ -91,10 +92,10 @@ class Job:
         plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode, incremental=cfg.io.incremental,
                      before_writing=lambda: self.refuse_existing("annotate"))
         self._scoring = {"rows": 0, "seconds": 0.0}  # the scoring actions alone, for docs/s
-        sc = self.spark.sparkContext
-        builds, docs = sc.accumulator(0), sc.accumulator(0)
+        # Scorer builds are a classic-only diagnostic (accumulators); counts come from the data.
+        builds = None if is_connect(self.spark) else self.spark.sparkContext.accumulator(0)
         for unit in plan.pending():
-            self._annotate_unit(plan, unit, source, schema_, builds, docs)
+            self._annotate_unit(plan, unit, source, schema_, builds)
         markers = plan.markers()
         input_rows = sum(m["input_rows"] for m in markers)
         written = self._scored()
@@ -120,7 +121,7 @@ class Job:
             "scored_rows": scored_rows,
             "rows_with_score": with_score,
             "rows_without_text": scored_rows - with_score,
-            "scorer_builds": builds.value,
+            "scorer_builds": builds.value if builds is not None else None,
             "seconds": round(seconds, 2),
             "scored_now": self._scoring["rows"],
             "scoring_seconds": round(self._scoring["seconds"], 2),
@@ -158,11 +159,11 @@ class Job:
         check_reserved(found.names, added, f"the input ({source.label})")
         return found
 
-    def _annotate_unit(self, plan: UnitPlan, unit: int, source: Source, schema_, builds, docs) -> None:
+    def _annotate_unit(self, plan: UnitPlan, unit: int, source: Source, schema_, builds) -> None:
         cfg = self.config
         files, skipped = plan.files(unit), []
         try:
-            rows, skipped_records = self._score_files(plan.path(unit), source, files, schema_, builds, docs)
+            rows, skipped_records = self._score_files(plan.path(unit), source, files, schema_, builds)
         except (InputError, AccountingError):
             raise
         except Exception as err:  # a file Spark cannot read through: find which, probing every column
@@ -177,17 +178,17 @@ class Job:
             skipped = [{"file": p, "error": r} for p, r in bad]
             files = [f for f in files if f not in {p for p, _ in bad}]
             log.warning("skipping %d unreadable file(s): %s", len(bad), [p for p, _ in bad])
-            rows, skipped_records = self._score_files(plan.path(unit), source, files, schema_, builds, docs)
+            rows, skipped_records = self._score_files(plan.path(unit), source, files, schema_, builds)
         plan.commit(unit, {"input_rows": rows, "skipped_files": skipped, "skipped_records": skipped_records})
 
-    def _scores(self, source, builds=None, docs=None):
+    def _scores(self, source, builds=None):
         """The scored frame: from the text (encoder + heads), or heads only from ``columns.embedding``."""
         cfg = self.config
         if cfg.columns.embedding is not None:
             return score_embeddings(source, cfg.scorer, cfg.columns.embedding, cfg.columns.embedding_dtype)
-        return annotate(source, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=builds, docs=docs)
+        return annotate(source, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=builds)
 
-    def _score_files(self, path: str, source: Source, files: list[str], schema_, builds, docs) -> tuple[int, dict]:
+    def _score_files(self, path: str, source: Source, files: list[str], schema_, builds) -> tuple[int, dict]:
         """Count, check and score ``files`` into the unit's directory: (rows scored, {file: bad records skipped})."""
         cfg = self.config
         if not files:
@@ -199,9 +200,9 @@ class Job:
             self._check_text_column(source, counts)
         rows = sum(c["rows"] - c["bad"] for c in counts.values())
         good = source.read(files, schema_).where(F.col(BAD).isNull()).drop(FILE, BAD)
-        scored = self._scores(good, builds, docs)
+        scored = self._scores(good, builds)
         start = time.perf_counter()
-        with ScoringProgress(self.spark.sparkContext, total=rows, docs=docs, label=f"annotate {path.rsplit('/', 1)[-1]}"):
+        with ScoringProgress(self.spark, total=rows, label=f"annotate {path.rsplit('/', 1)[-1]}"):
             scored.write.mode("overwrite").parquet(path)  # Spark's committer: all of it or nothing
         self._scoring["seconds"] += time.perf_counter() - start
         self._scoring["rows"] += rows

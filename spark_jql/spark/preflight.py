@@ -27,7 +27,7 @@ from spark_jql.config import (
 from spark_jql.errors import InputError, ModelFilesError, ModelNotAvailableError
 from spark_jql.scoring.hub import looks_like_path
 from spark_jql.scoring.preflight import ScorerCheck, check_scorer
-from spark_jql.spark.io import read_text
+from spark_jql.spark.storage import read_text
 from spark_jql.thresholds import Thresholds, _qkey
 
 log = logging.getLogger(__name__)

@@ -1,14 +1,19 @@
 """Progress of a scoring run: a driver-side reporter and worker-side batch timings.
 
 Driver side, :class:`ScoringProgress` is a context manager around the action that
-scores (``annotate``'s parquet write). A daemon thread polls Spark's status
-tracker (tasks done / running / total of the jobs started inside the block) and
-the ``docs`` accumulator (exact, but updated only when a task ends), and logs
+scores (``annotate``'s parquet write). It follows the Spark tasks of that action,
+on a classic session through the status tracker (polled every half second), on a
+Spark Connect session through the progress handler Spark 4 sends with each
+running query (``spark.registerProgressHandler``), and logs
 
     spark_jql.spark.progress: annotate: 1,204,000 / 3,000,000 docs (40.1%), tasks 120/300 done, 16 running, 2,310 docs/s, ETA 13m00s
 
-at INFO every ``interval`` seconds (``SPARK_JQL_PROGRESS_INTERVAL``, default 15).
-``spark-jql`` logs at WARNING unless ``-v`` is given, so it is quiet by default.
+every ``interval`` seconds (``SPARK_JQL_PROGRESS_INTERVAL``, default 5; 0 turns it
+off). ``spark-jql`` shows these lines at its default verbosity. Documents done come
+from the data, not accumulators: the input's row count is known before scoring, so
+a finished task stands for ``total / tasks`` documents, and a running task for the
+part of that its age covers, judged by how long finished tasks took. The estimate
+moves every few seconds while tasks run and is exact once they end.
 No job group is set: a notebook's own job groups (Databricks cells) are left alone.
 
 Worker side, :class:`BatchTimer` wraps the scorer's output batches in the UDF and
@@ -25,13 +30,15 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 log = logging.getLogger("spark_jql.spark.progress")
 worker_log = logging.getLogger("spark_jql.worker")
 
-DEFAULT_INTERVAL = 15.0
+DEFAULT_INTERVAL = 5.0
 DEFAULT_WORKER_INTERVAL = 30.0
+POLL_SECONDS = 0.5
 
 
 def _env_float(name: str, default: float) -> float:
@@ -86,15 +93,10 @@ class Snapshot:
         )
 
 
-def estimate(elapsed: float, total: int | None, accumulated: int | None, tasks_total: int, tasks_done: int, tasks_running: int) -> Snapshot:
-    """Combine the exact-but-late accumulator with the task fraction into docs done, rate and ETA.
-
-    The accumulator counts documents of finished tasks (plus retried ones, hence
-    the clamp); ``total * tasks_done / tasks_total`` assumes even partitions. The
-    larger of the two is used, so progress never goes backwards between the two signals.
-    """
-    by_tasks = int(total * tasks_done / tasks_total) if total is not None and tasks_total else 0
-    docs = max(accumulated or 0, by_tasks)
+def estimate(elapsed: float, total: int | None, tasks_total: int, tasks_done: float, tasks_running: int) -> Snapshot:
+    """Docs done, rate and ETA from the tasks' progress (``tasks_done`` may count running tasks' parts)."""
+    done = int(tasks_done)
+    docs = int(total * tasks_done / tasks_total) if total is not None and tasks_total else 0
     if total is not None:
         docs = min(docs, total)
     rate = docs / elapsed if elapsed > 0 and docs > 0 else None
@@ -103,83 +105,152 @@ def estimate(elapsed: float, total: int | None, accumulated: int | None, tasks_t
         eta = (total - docs) / rate
     elif tasks_total and tasks_done:
         eta = elapsed * (tasks_total - tasks_done) / tasks_done
-    if total is not None and docs >= total:
+    if tasks_total and done >= tasks_total:
         eta = 0.0
-    return Snapshot(elapsed, total, docs, tasks_total, tasks_done, tasks_running, rate, eta)
+    return Snapshot(elapsed, total, docs, tasks_total, done, tasks_running, rate, eta)
+
+
+class TaskClock:
+    """Estimates how much of its work each running task has done, from task counts alone.
+
+    Neither Spark's status tracker nor Connect's progress messages say how far a
+    running task is. Tasks that start are given the time they were first seen
+    running; tasks that end are taken oldest-first, which gives their durations.
+    A running task's share is its age over the mean duration of ended tasks
+    (at most 0.95: it is not done until Spark says so). Before any task ends the
+    running tasks count for nothing.
+    """
+
+    def __init__(self):
+        self.starts: deque[float] = deque()
+        self.done = 0
+        self.durations: list[float] = []
+
+    def update(self, now: float, done: int, running: int) -> float:
+        """Record a poll; return tasks done including running tasks' estimated parts."""
+        for _ in range(max(0, done - self.done)):
+            if self.starts:
+                self.durations.append(now - self.starts.popleft())
+        self.done = max(self.done, done)
+        while len(self.starts) > running:
+            self.starts.popleft()
+        while len(self.starts) < running:
+            self.starts.append(now)
+        if not self.durations:
+            return float(self.done)
+        mean = sum(self.durations) / len(self.durations)
+        return self.done + sum(min(0.95, (now - s) / mean) if mean > 0 else 0.0 for s in self.starts)
+
+
+class _TrackerSource:
+    """Task counts of the jobs started inside the block, from a classic session's status tracker."""
+
+    def __init__(self, spark):
+        self.tracker = spark.sparkContext.statusTracker()
+        self.jobs_before = set(self.tracker.getActiveJobsIds())
+        self.stages: dict[int, tuple[int, int, int]] = {}  # stage id -> (tasks, done, running)
+
+    def poll(self) -> tuple[int, int, int]:
+        for job_id in set(self.tracker.getActiveJobsIds()) - self.jobs_before:
+            info = self.tracker.getJobInfo(job_id)
+            for stage_id in info.stageIds if info else ():
+                self.stages.setdefault(stage_id, (0, 0, 0))
+        for stage_id in list(self.stages):  # also stages whose job ended, while the tracker knows them
+            stage = self.tracker.getStageInfo(stage_id)
+            if stage is not None and stage.numTasks:
+                self.stages[stage_id] = (stage.numTasks, stage.numCompletedTasks, stage.numActiveTasks)
+        return tuple(sum(v[i] for v in self.stages.values()) for i in range(3))
+
+    def close(self) -> None:
+        pass
+
+
+class _ConnectSource:
+    """Task counts from the progress messages a Spark Connect server sends while a query runs."""
+
+    def __init__(self, spark):
+        self.spark = spark
+        self.stages: dict[tuple, tuple[int, int]] = {}  # (operation, stage id) -> (tasks, done)
+        self.running = 0
+        self.registered = hasattr(spark, "registerProgressHandler")  # pyspark >= 4.0
+        if self.registered:
+            spark.registerProgressHandler(self)
+
+    def __call__(self, stages=None, inflight_tasks=0, operation_id=None, done=False, **_) -> None:
+        try:  # an exception here would fail the user's query
+            for st in stages or ():
+                self.stages[(operation_id, st.stage_id)] = (st.num_tasks, st.num_completed_tasks)
+            self.running = 0 if done else int(inflight_tasks or 0)
+        except Exception:  # pragma: no cover - defensive
+            pass
+
+    def poll(self) -> tuple[int, int, int]:
+        stages = list(self.stages.values())
+        return sum(t for t, _ in stages), sum(d for _, d in stages), self.running
+
+    def close(self) -> None:
+        if self.registered:
+            try:
+                self.spark.removeProgressHandler(self)
+            except Exception:
+                pass
 
 
 class ScoringProgress:
     """Log scored / total, docs/s and ETA while the ``with`` block runs Spark jobs.
 
-    >>> with ScoringProgress(sc, total=input_rows, docs=docs_accumulator, label="annotate"):
+    >>> with ScoringProgress(spark, total=input_rows, label="annotate"):
     ...     scored.write.parquet(path)
     """
 
-    def __init__(self, sc, total: int | None = None, docs=None, label: str = "scoring",
+    def __init__(self, spark, total: int | None = None, label: str = "scoring",
                  interval: float | None = None, logger: logging.Logger | None = None):
-        self.sc = sc
+        self.spark = spark
         self.total = total
-        self.docs = docs
         self.label = label
         self.interval = interval if interval is not None else _env_float("SPARK_JQL_PROGRESS_INTERVAL", DEFAULT_INTERVAL)
         self.log = logger or log
         self.snapshots: list[Snapshot] = []
+        self.clock = TaskClock()
+        self._source = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._jobs_before: set[int] = set()
-        self._stages: dict[int, tuple[int, int, int]] = {}  # stage id -> (tasks, done, running)
         self._start = 0.0
-        self._docs_base = 0
-
-    # -- observation ----------------------------------------------------------
-    def _poll_tracker(self) -> None:
-        tracker = self.sc.statusTracker()
-        for job_id in set(tracker.getActiveJobsIds()) - self._jobs_before:
-            info = tracker.getJobInfo(job_id)
-            for stage_id in info.stageIds if info else ():
-                self._stages.setdefault(stage_id, (0, 0, 0))
-        # also refresh stages whose job has ended, while the tracker still knows them
-        for stage_id in list(self._stages):
-            stage = tracker.getStageInfo(stage_id)
-            if stage is not None and stage.numTasks:
-                self._stages[stage_id] = (stage.numTasks, stage.numCompletedTasks, stage.numActiveTasks)
+        self._lock = threading.Lock()
 
     def snapshot(self) -> Snapshot:
+        tasks_total = tasks_done = running = 0
         try:
-            self._poll_tracker()
-        except Exception as err:  # the tracker is best effort; never fail a job for progress
-            self.log.debug("status tracker poll failed: %s", err)
-        tasks_total = sum(t for t, _, _ in self._stages.values())
-        tasks_done = sum(d for _, d, _ in self._stages.values())
-        running = sum(r for _, _, r in self._stages.values())
-        accumulated = None
-        if self.docs is not None:
-            try:
-                accumulated = int(self.docs.value) - self._docs_base
-            except Exception:
-                accumulated = None
-        snap = estimate(time.perf_counter() - self._start, self.total, accumulated, tasks_total, tasks_done, running)
-        self.snapshots.append(snap)
+            if self._source is not None:
+                tasks_total, tasks_done, running = self._source.poll()
+        except Exception as err:  # progress is best effort; never fail a job for it
+            self.log.debug("progress poll failed: %s", err)
+        now = time.perf_counter()
+        with self._lock:
+            progress = self.clock.update(now, tasks_done, running)
+            snap = estimate(now - self._start, self.total, tasks_total, progress, running)
+            if self.snapshots and snap.docs < self.snapshots[-1].docs:  # never backwards (new stages, retries)
+                snap.docs = self.snapshots[-1].docs
+            self.snapshots.append(snap)
         return snap
 
-    # -- thread ---------------------------------------------------------------
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        next_log = time.perf_counter() + self.interval
+        while not self._stop.wait(POLL_SECONDS if self.interval > POLL_SECONDS else self.interval):
             snap = self.snapshot()
-            if snap.tasks_total or snap.docs:
+            if time.perf_counter() >= next_log:
+                next_log += self.interval
                 self.log.info(snap.message(self.label))
 
     def __enter__(self) -> "ScoringProgress":
+        from spark_jql.spark.session import is_connect
+
         self._start = time.perf_counter()
         try:
-            self._docs_base = int(self.docs.value) if self.docs is not None else 0  # accumulators may span several blocks
-        except Exception:
-            self._docs_base = 0
-        try:
-            self._jobs_before = set(self.sc.statusTracker().getActiveJobsIds())
-        except Exception:
-            self._jobs_before = set()
-        if self.log.isEnabledFor(logging.INFO) or self.log.isEnabledFor(logging.DEBUG):
+            self._source = _ConnectSource(self.spark) if is_connect(self.spark) else _TrackerSource(self.spark)
+        except Exception as err:
+            self.log.debug("no progress source: %s", err)
+        if self.interval > 0 and self.log.isEnabledFor(logging.INFO):
             self._thread = threading.Thread(target=self._run, name="spark_jql-progress", daemon=True)
             self._thread.start()
         return self
@@ -188,11 +259,13 @@ class ScoringProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if exc_type is None and self.log.isEnabledFor(logging.INFO):
+        if exc_type is None and self.log.isEnabledFor(logging.INFO) and self.interval > 0:
             snap = self.snapshot()
             done = snap.docs if self.total is None else max(snap.docs, self.total)
             rate = done / snap.elapsed if snap.elapsed > 0 else 0.0
             self.log.info("%s: done, %s docs in %s (%.1f docs/s)", self.label, f"{done:,}", format_duration(snap.elapsed), rate)
+        if self._source is not None:
+            self._source.close()
 
 
 # -- worker side --------------------------------------------------------------

@@ -1,32 +1,61 @@
-"""SparkSession construction for local runs, tests and spark-submit."""
+"""SparkSession construction for local runs, tests, spark-submit and Spark Connect.
+
+One code path serves both session kinds: a classic session (spark-submit, a job
+cluster, ``local[*]``) and a Spark Connect session (``SPARK_REMOTE=sc://...``,
+Databricks shared/serverless compute and Databricks Connect). Code that needs the
+JVM (``sparkContext``, accumulators, the status tracker) asks :func:`is_connect`
+first and has a Connect-safe alternative.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+
+log = logging.getLogger(__name__)
+
+
+def is_connect(spark) -> bool:
+    """True for a Spark Connect session (no sparkContext, RDDs, accumulators or ``_jvm`` there)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def remote_url(master: str | None = None) -> str | None:
+    """The Spark Connect URL in use: ``SPARK_REMOTE``, or a master given as ``sc://...``."""
+    if master and master.startswith("sc://"):
+        return master
+    return os.environ.get("SPARK_REMOTE") or None
 
 
 def build_session(master: str | None = None, app_name: str = "spark_jql", conf: dict[str, str] | None = None):
     """Get or create a SparkSession; local masters run executors with this interpreter.
 
-    Under spark-submit or on Databricks the existing session and the cluster's
-    settings win; only ``conf`` entries are added.
+    Under spark-submit, on Databricks or with ``SPARK_REMOTE`` set, the existing
+    session (or the Connect server) and the cluster's settings win: ``master`` is
+    then ignored and only ``conf`` entries the session accepts at runtime are added
+    (on Connect, static settings belong to the server's configuration).
     """
     from pyspark.sql import SparkSession
 
-    if master is None or master.startswith("local"):
+    remote = remote_url(master)
+    if remote is None and (master is None or master.startswith("local")):
         # Python workers otherwise run whatever python3 is on PATH, often without our packages.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name)
-    if master:
+    builder = SparkSession.builder
+    if remote is not None:
+        if master and not master.startswith("sc://"):
+            log.info("spark.master=%s ignored: Spark Connect session at %s", master, remote)
+        builder = builder.remote(remote)
+    elif master:
         builder = builder.master(master)
-    settings = {
-        "spark.python.worker.reuse": "true",  # one model load per Python worker, not per task
-        "spark.sql.session.timeZone": "UTC",
-        "spark.ui.showConsoleProgress": "false",
-    }
-    if master and master.startswith("local-cluster"):
+    builder = builder.appName(app_name)
+    settings = {"spark.sql.session.timeZone": "UTC"}
+    if remote is None:  # static settings: a Connect server has its own
+        settings["spark.python.worker.reuse"] = "true"  # one model load per Python worker, not per task
+        settings["spark.ui.showConsoleProgress"] = "false"
+    if remote is None and master and master.startswith("local-cluster"):
         import tempfile
 
         settings["spark.worker.dir"] = tempfile.mkdtemp(prefix="spark_jql_worker_")
@@ -34,7 +63,8 @@ def build_session(master: str | None = None, app_name: str = "spark_jql", conf: 
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("SPARK_JQL_SPARK_LOG_LEVEL", "WARN"))
+    if not is_connect(spark):
+        spark.sparkContext.setLogLevel(os.environ.get("SPARK_JQL_SPARK_LOG_LEVEL", "WARN"))
     return spark
 
 

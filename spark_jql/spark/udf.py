@@ -14,15 +14,21 @@ import time
 from collections.abc import Iterator
 
 import pandas as pd
-from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import BinaryType, BooleanType, FloatType, IntegerType, StructField, StructType
+from pyspark.sql.types import (
+    BinaryType,
+    BooleanType,
+    FloatType,
+    IntegerType,
+    StructField,
+    StructType,
+)
 
 from spark_jql import schema
 from spark_jql.config import ScorerConfig
 from spark_jql.errors import WorkerLoadError, first_line
-from spark_jql.worker_cache import WorkerCache
 from spark_jql.spark.progress import BatchTimer, configure_worker_logging
+from spark_jql.worker_cache import WorkerCache
 
 log = logging.getLogger(__name__)
 
@@ -118,24 +124,12 @@ def _failure_injection() -> bool:
     return True
 
 
-class _ListParam(AccumulatorParam):
-    def zero(self, value):
-        return []
-
-    def addInPlace(self, a, b):
-        return a + b
-
-
-def pid_accumulator(sc):
-    """An accumulator of the Python worker pids that built a scorer (diagnostics, tests)."""
-    return sc.accumulator([], _ListParam())
-
-
 def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None):
     """A pandas UDF ``text -> struct<score_*, jql_score, jql_tokens, jql_truncated>``.
 
-    ``builds`` / ``docs`` are optional Spark accumulators counting scorer builds
-    and scored documents (for progress and for checking the one-build-per-worker rule).
+    ``builds`` / ``docs`` / ``build_pids`` are optional accumulators (classic sessions
+    only: Spark Connect has none) counting scorer builds, scored documents and the pids
+    of the workers that built a scorer (diagnostics; the one-build-per-worker test).
     """
     config_json = config.model_dump_json()
     device_setting = config.embedder.device

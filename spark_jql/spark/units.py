@@ -25,7 +25,14 @@ from pyspark.sql import SparkSession
 from spark_jql.config import ScorerConfig
 from spark_jql.errors import InputError
 from spark_jql.spark.inputs import UNIT_COLUMN, InputFile
-from spark_jql.spark.io import delete, exists, join_path, read_text, write_text
+from spark_jql.spark.storage import (
+    clear,
+    exists,
+    join_path,
+    read_text,
+    read_texts,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +134,7 @@ class UnitPlan:
                                  "set io.mode=overwrite to start over")
             before_writing()
             log.warning("starting over in %s: %s", self.root, why)
-            delete(self.spark, self.root)
+            clear(self.spark, self.root)
         else:
             before_writing()
         write_text(self.spark, self.manifest_path, json.dumps(self.manifest(), indent=1))
@@ -154,8 +161,14 @@ class UnitPlan:
             return f"{len(added)} new input file(s), e.g. {added[0].path} (io.incremental=true scores only those)", []
         return None, added
 
+    def _done(self) -> dict[int, dict]:
+        """Finished units' markers, read in one pass (one Spark read on remote storage)."""
+        names = {f"unit-{u:05d}.json": u for u in range(len(self.units))}
+        return {names[n]: json.loads(t) for n, t in read_texts(self.spark, self.meta).items() if n in names}
+
     def pending(self) -> list[int]:
-        todo = [u for u in range(len(self.units)) if not exists(self.spark, self._marker(u))]
+        done = self._done()
+        todo = [u for u in range(len(self.units)) if u not in done]
         self.resumed = len(self.units) - len(todo)
         if self.resumed:
             log.warning("resuming: %d of %d units already done", self.resumed, len(self.units))
@@ -165,4 +178,8 @@ class UnitPlan:
         write_text(self.spark, self._marker(unit), json.dumps({"unit": unit, "files": self.files(unit), **info}))
 
     def markers(self) -> list[dict]:
-        return [json.loads(read_text(self.spark, self._marker(u))) for u in range(len(self.units))]
+        done = self._done()
+        missing = [u for u in range(len(self.units)) if u not in done]
+        if missing:
+            raise InputError(f"units {missing[:5]} of {self.root} have no commit marker")
+        return [done[u] for u in range(len(self.units))]

@@ -1,0 +1,84 @@
+"""Spark Connect: the job, the report and langid through ``SPARK_REMOTE``, as on Databricks shared compute.
+
+The client is a separate Python process (a Connect client needs no JVM); the server is
+the test run's own SparkSession with the Spark Connect plugin (see ``conftest.spark``),
+so the suite still starts one JVM. Small artifacts go the Spark route here
+(``SPARK_JQL_ARTIFACT_IO=spark``), as they would on s3://, abfss:// or dbfs:/ paths.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from spark_jql.devtools.sample_data import generate_documents, write_jsonl
+from spark_jql.thresholds import Thresholds
+
+from .conftest import as_cli_args, job_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    from spark_jql.cli import run_job
+    from spark_jql.spark.session import is_connect
+    from pyspark.sql import SparkSession
+
+    job_args, report_args, langid_args = json.loads(sys.argv[1])
+    results = {"run": run_job(job_args + ["run"]), "report": run_job(report_args), "langid": run_job(langid_args)}
+    results["connect"] = is_connect(SparkSession.builder.getOrCreate())
+    print("RESULTS " + json.dumps(results, default=str))
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("grpc") is None, reason="pyspark[connect] extras not installed")
+def test_job_report_and_langid_over_spark_connect(spark, connect_url, gte_bundle, tmp_path, monkeypatch):
+    inputs = write_jsonl(generate_documents(160, seed=21), tmp_path / "in", files=2)
+    out = tmp_path / "out"
+    overrides = job_overrides(gte_bundle, [str(tmp_path / "in" / "*.jsonl")], out, **{"thresholds.min_docs": "20"})
+    job_args = ["-c", str(REPO / "conf" / "local.yaml"), *as_cli_args(overrides)]  # its spark.master is ignored
+    report_args = [*job_args, "report"]
+    langid_args = [*job_args, "langid", "--output", str(tmp_path / "langid"), "--languages", "eng,deu,spa,fra,rus",
+                   "--if-exists", "replace"]
+    env = {**os.environ, "SPARK_REMOTE": connect_url, "SPARK_JQL_ARTIFACT_IO": "spark",
+           "SPARK_JQL_PROGRESS_INTERVAL": "0.5", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", CLIENT, json.dumps([job_args, report_args, langid_args])],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(proc.stdout.split("RESULTS ", 1)[1])
+    assert results["connect"] is True
+
+    run = results["run"]
+    assert run["annotate"]["input_rows"] == run["annotate"]["scored_rows"] == 160
+    assert run["annotate"]["scorer_builds"] is None  # no accumulators on Connect
+    assert run["filter"]["kept_rows"] + run["filter"]["dropped_rows"] == 160
+    assert spark.read.parquet(str(out / "filtered")).count() == run["filter"]["kept_rows"]
+
+    # Artifacts went through Spark: folders holding one text file, read back the same way.
+    monkeypatch.setenv("SPARK_JQL_ARTIFACT_IO", "spark")
+    from spark_jql.spark.storage import read_text, read_texts
+
+    assert (out / "thresholds.json").is_dir() and (out / "summary.json").is_dir()
+    assert Thresholds.from_json(read_text(spark, str(out / "thresholds.json"))).global_documents == 160
+    assert json.loads(read_text(spark, str(out / "summary.json"))) == run
+    assert set(read_texts(spark, str(out / "scored" / "_jql_units"))) == {"manifest.json", "unit-00000.json"}
+    assert "<html" in read_text(spark, str(out / "report.html")).lower()
+
+    langid = spark.read.parquet(str(tmp_path / "langid"))
+    assert langid.count() == 160 and {"language", "language_script", "language_score"} <= set(langid.columns)
+    assert results["langid"]
+
+    # Progress at the default verbosity, from Connect's progress messages (no status tracker there).
+    lines = [line for line in proc.stderr.splitlines() if "spark_jql.spark.progress" in line]
+    assert any("/ 160 docs" in line and "tasks " in line and "ETA" in line for line in lines), proc.stderr[-3000:]
+    assert any("annotate jql_unit=00000: done, 160 docs" in line for line in lines), lines
+    assert len(inputs) == 2
