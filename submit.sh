@@ -28,20 +28,8 @@ PYTHON=${PYTHON:-python3}
 [[ -f "$CONFIG" ]] || { echo "submit.sh: config file not found: $CONFIG" >&2; exit 2; }
 
 BUILD=$(mktemp -d -t spark_jql_submit.XXXXXX)
-# Ship the package as a zip (pure Python) and a launcher outside the package directory.
-(cd "$HERE" && "$PYTHON" - "$BUILD/spark_jql.zip" <<'PY'
-import sys, zipfile, pathlib
-with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
-    for f in pathlib.Path("spark_jql").rglob("*"):
-        if f.is_file() and "__pycache__" not in f.parts:
-            z.write(f)
-PY
-)
-cat > "$BUILD/spark_jql_main.py" <<'PY'
-import sys
-from spark_jql.cli import main
-sys.exit(main())
-PY
+# Ship the package as a zip and the run_job launcher (outside the package directory).
+(cd "$HERE" && PYTHONPATH="$HERE" "$PYTHON" -m spark_jql.devtools.package "$BUILD" --no-wheel)
 
 # Validate the config locally (fails fast on typos) and turn spark.conf into --conf.
 OVERRIDES=(); prev=""
@@ -53,7 +41,8 @@ cfg = load_config(sys.argv[1], sys.argv[2:])
 for k, v in cfg.spark.conf.items():
     print("--conf"); print(f"{k}={v}")
 ' "$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")" "${OVERRIDES[@]}") || exit 2
-mapfile -t CONF_ARGS <<<"$CONF_LINES"
+CONF_ARGS=()  # an empty spark.conf must add no argument at all (an empty one breaks spark-submit)
+[[ -n $CONF_LINES ]] && mapfile -t CONF_ARGS <<<"$CONF_LINES"
 
 DEPLOY_MODE=${DEPLOY_MODE:-client}
 if [[ $DEPLOY_MODE == cluster ]]; then CONFIG_ARG=$(basename "$CONFIG"); else CONFIG_ARG=$CONFIG; fi

@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# EMR bootstrap action (runs on every node before YARN starts): Python deps, the package,
-# the GPU discovery script and the model files.
+# EMR 7 bootstrap action (runs on every node before YARN starts): Python 3.11, the package and its
+# dependencies in a venv, the GPU discovery script and the model files.
 #   --bootstrap-actions Path=s3://my-bucket/spark-jql/emr-bootstrap.sh,Args=[s3://my-bucket/spark-jql]
+# EMR 7 (Amazon Linux 2023) has python3 = 3.9; spark_jql needs >= 3.10 and transformers 5 >= 3.11.
+# Spark uses the venv through spark.pyspark.python (conf/emr.yaml, conf/emr-step.json) and
+# PYSPARK_PYTHON (conf/emr-configurations.json, classification spark-env).
+# Upload first (see README "Running on a cluster"): spark-jql package --output build/emr, then
+#   aws s3 cp --recursive build/emr s3://my-bucket/spark-jql/
 set -euo pipefail
 SRC=${1:-s3://my-bucket/spark-jql}
-sudo python3 -m pip install --quiet "torch>=2.4" --index-url https://download.pytorch.org/whl/cu124
-aws s3 cp "$SRC/spark_jql-0.1.0-py3-none-any.whl" /tmp/
-sudo python3 -m pip install --quiet "/tmp/spark_jql-0.1.0-py3-none-any.whl[report,langid]"
+VENV=/opt/spark-jql/venv
+sudo dnf install -y -q python3.11 python3.11-pip
 sudo mkdir -p /opt/spark-jql /mnt/models
-aws s3 cp "$SRC/getGpusResources.sh" /opt/spark-jql/getGpusResources.sh
-sudo chmod 755 /opt/spark-jql/getGpusResources.sh
-aws s3 cp --recursive "$SRC/models/" /mnt/models/ --only-show-errors
+sudo python3.11 -m venv "$VENV"
+sudo "$VENV/bin/python" -m pip install --quiet --upgrade pip
+# CUDA build of torch first, so the package's own install does not pull a different one.
+sudo "$VENV/bin/pip" install --quiet "torch>=2.4" --index-url https://download.pytorch.org/whl/cu124
+aws s3 cp "$SRC/spark_jql-0.1.0-py3-none-any.whl" /tmp/
+# EMR 7 runs Spark 3.5: keep the pyspark the cluster provides out of the venv's way by pinning 3.5.
+sudo "$VENV/bin/pip" install --quiet "/tmp/spark_jql-0.1.0-py3-none-any.whl[report,langid]" "pyspark>=3.5,<3.6"
+aws s3 cp "$SRC/conf/getGpusResources.sh" /tmp/getGpusResources.sh
+sudo install -m 755 /tmp/getGpusResources.sh /opt/spark-jql/getGpusResources.sh
+sudo aws s3 cp --recursive "$SRC/models/" /mnt/models/ --only-show-errors

@@ -76,6 +76,8 @@ def test_databricks_cluster_spec():
     init = spec["init_scripts"][0]["workspace"]["destination"]
     assert init.endswith("databricks-init.sh") and (CONF / "databricks-init.sh").is_file()
     assert load_config(CONF / "databricks.yaml").spark.master is None
+    # The runtime the README names (16.4 LTS = Spark 3.5.2); "gpu-ml" gives CUDA torch.
+    assert spec["spark_version"] == "16.4.x-gpu-ml-scala2.12" and spec["spark_version"] in (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize("script", ["getGpusResources.sh", "emr-bootstrap.sh", "databricks-init.sh"])
@@ -126,3 +128,88 @@ def _check_imports(source: str) -> None:
             module = importlib.import_module(node.module)
             for alias in node.names:
                 assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
+
+
+# A Python worker loading snowflake-arctic-embed-m-v2.0 on CPU peaks at about 4.3 GiB (measured,
+# ../shared/ENVIRONMENT.md); CUDA reserves far more address space than it uses.
+WORKER_PEAK_GIB = 4.3
+MARGIN = 1.2
+
+
+def _gib(value: str) -> float:
+    """Spark memory strings: 12g, 512m, 1t, or a plain number of MiB."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kmgt]?)b?", str(value).strip().lower())
+    assert m, value
+    return float(m.group(1)) * {"k": 2**-20, "m": 2**-10, "": 2**-10, "g": 1.0, "t": 1024.0}[m.group(2)]
+
+
+def _recipe_confs() -> dict[str, dict[str, str]]:
+    confs = {name: {k: str(v) for k, v in load_config(CONF / name).spark.conf.items()}
+             for name in ("gpu-cluster.yaml", "emr.yaml")}
+    confs["emr-step.json"] = _conf_pairs(json.loads((CONF / "emr-step.json").read_text())[0]["Args"])
+    confs["databricks-cluster.json"] = json.loads((CONF / "databricks-cluster.json").read_text())["spark_conf"]
+    return confs
+
+
+def worker_memory_problems(conf: dict[str, str]) -> list[str]:
+    """Why a Python worker could not hold the model under these settings (empty: it can)."""
+    problems = []
+    cores = int(conf.get("spark.executor.cores", 1))
+    if "spark.executor.pyspark.memory" in conf:
+        if GPU_KEYS & set(conf):
+            problems.append("spark.executor.pyspark.memory on a GPU recipe: its RLIMIT_AS breaks CUDA's address-space reservation")
+        per_worker = _gib(conf["spark.executor.pyspark.memory"]) / cores
+        if per_worker < WORKER_PEAK_GIB * MARGIN:
+            problems.append(f"pyspark.memory / {cores} cores = {per_worker:.1f} GiB per worker < {WORKER_PEAK_GIB * MARGIN:.1f}")
+    if "spark.executor.memoryOverhead" in conf:
+        slots = max(1, cores // int(conf.get("spark.task.cpus", 1)))
+        if GPU_KEYS & set(conf):
+            slots = min(slots, int(float(conf.get("spark.executor.resource.gpu.amount", 1))
+                                   / float(conf.get("spark.task.resource.gpu.amount", 1))))
+        if _gib(conf["spark.executor.memoryOverhead"]) < WORKER_PEAK_GIB * MARGIN * slots:
+            problems.append(f"memoryOverhead {conf['spark.executor.memoryOverhead']} < {slots} workers x {WORKER_PEAK_GIB} GiB")
+    return problems
+
+
+@pytest.mark.parametrize("name", ["gpu-cluster.yaml", "emr.yaml", "emr-step.json", "databricks-cluster.json"])
+def test_python_workers_can_hold_the_model(name):
+    assert worker_memory_problems(_recipe_confs()[name]) == []
+
+
+def test_the_memory_check_catches_the_old_settings():
+    old = {"spark.executor.pyspark.memory": "12g", "spark.executor.cores": "4", "spark.task.cpus": "4",
+           "spark.executor.memoryOverhead": "8g", "spark.executor.resource.gpu.amount": "1"}
+    problems = worker_memory_problems(old)
+    assert any("GPU recipe" in p for p in problems) and any("3.0 GiB per worker" in p for p in problems)
+    assert worker_memory_problems({"spark.executor.pyspark.memory": "24g", "spark.executor.cores": "4"}) == []
+
+
+def test_emr_uses_a_python_311_venv():
+    venv_python = "/opt/spark-jql/venv/bin/python"
+    boot = (CONF / "emr-bootstrap.sh").read_text()
+    assert "python3.11 -m venv /opt/spark-jql/venv" in boot.replace('"$VENV"', "/opt/spark-jql/venv")
+    for name in ("emr.yaml", "emr-step.json"):
+        assert _recipe_confs()[name]["spark.pyspark.python"] == venv_python
+    envs = json.loads((CONF / "emr-configurations.json").read_text())
+    exports = [c["Properties"] for e in envs if e["Classification"] == "spark-env" for c in e["Configurations"]]
+    assert exports and exports[0]["PYSPARK_PYTHON"] == venv_python
+
+
+def test_submit_with_an_empty_spark_conf_passes_no_empty_argument():
+    cmd = _dry_run("conf/databricks.yaml", MASTER="yarn")
+    assert "" not in cmd and "--conf" not in cmd
+    assert cmd[cmd.index("--files") + 2].endswith("spark_jql_main.py")
+
+
+def test_package_writes_what_the_emr_step_expects(tmp_path):
+    import zipfile
+
+    from spark_jql.devtools.package import build
+
+    files = build(tmp_path / "emr", wheel=False)
+    step = json.loads((CONF / "emr-step.json").read_text())[0]["Args"]
+    assert Path(files["zip"]).name == Path(step[step.index("--py-files") + 1]).name
+    assert "spark_jql/cli/__init__.py" in zipfile.ZipFile(files["zip"]).namelist()
+    assert Path(files["launcher"]).name in [Path(a).name for a in step] and "run_job(" in Path(files["launcher"]).read_text()
+    assert (tmp_path / "emr" / "conf" / "getGpusResources.sh").is_file()
+    assert 'SRC/conf/getGpusResources.sh' in (CONF / "emr-bootstrap.sh").read_text()

@@ -91,5 +91,6 @@ displayHTML(open(result["report"].replace("dbfs:", "/dbfs"), encoding="utf-8").r
 # COMMAND ----------
 
 # MAGIC %md
-# MAGIC The same steps as one job (e.g. a Databricks job task): `spark_jql.cli.main(["-c", "conf/databricks.yaml", "run"])`,
-# MAGIC then `spark_jql.cli.main(["-c", "conf/databricks.yaml", "report"])`.
+# MAGIC The same steps as one job (e.g. a Databricks job task): `spark_jql.cli.run_job(["-c", "conf/databricks.yaml", "run"])`
+# MAGIC (it raises on failure, so a failed stage fails the task),
+# MAGIC then `spark_jql.cli.run_job(["-c", "conf/databricks.yaml", "report"])`.

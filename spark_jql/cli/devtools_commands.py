@@ -25,6 +25,17 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args.passthrough_args) or 0
 
 
+def _package_arguments(pkg: argparse.ArgumentParser) -> None:
+    pkg.add_argument("--output", default="build/cluster", help="folder for spark_jql.zip, spark_jql_main.py, conf/, the wheel")
+    pkg.add_argument("--no-wheel", action="store_true", help="skip building the wheel")
+
+
+def _package(args: argparse.Namespace) -> dict:
+    from spark_jql.devtools.package import build
+
+    return build(args.output, wheel=not args.no_wheel)
+
+
 COMMANDS = [
     Command("demo", "offline JQL demo: train heads on a labelled toy corpus, filter the rest, write the report",
             _demo, _demo_arguments,
@@ -32,6 +43,11 @@ COMMANDS = [
                         "encoder offline; embed the labelled part and train heads on it (JQL step 3); annotate,\n"
                         "threshold and filter the rest with them (step 4) on a local Spark session; print how\n"
                         "well kept and dropped documents separate; write the HTML report. Needs no download."),
+    Command("package", "write what a cluster job needs: spark_jql.zip, the run_job launcher, conf/, the wheel",
+            _package, _package_arguments,
+            description="Build the artifacts conf/emr-step.json, conf/emr-bootstrap.sh and submit.sh expect:\n"
+                        "spark_jql.zip (--py-files), spark_jql_main.py (calls spark_jql.cli.run_job, which raises on\n"
+                        "failure), conf/ (recipes, getGpusResources.sh) and, from a checkout, the wheel."),
     Command("bench", "throughput benchmark (see docs/benchmarks.md); 'spark-jql bench --help' for its options", _bench,
             passthrough=True),
 ]

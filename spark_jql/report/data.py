@@ -79,10 +79,22 @@ def _label(key: dict) -> str:
     return "_".join("∅" if v is None else str(v) for v in key.values())
 
 
+def _scored(col):
+    """The score, or null where it is NaN: no score, as in thresholds and filter (Spark 3.5 keeps pandas' NaN)."""
+    return F.when(~F.isnan(col), col)
+
+
+def _finite(col):
+    """Finite scores only: the plotted range (Spark's min/max would return NaN or infinity)."""
+    return F.when(~F.isnan(col) & (F.abs(col) != F.lit(float("inf"))), col)
+
+
 def _bucket(col, lo: float, hi: float, bins: int):
     width = (hi - lo) / bins if hi > lo else 1.0
-    b = F.floor((col - F.lit(lo)) / F.lit(width)).cast("int")
-    return F.when(b < 0, 0).when(b >= bins, bins - 1).otherwise(b)
+    # Clamped first: infinite scores land in the edge bins (no int overflow); greatest/least skip nulls, so null stays null.
+    clamped = F.when(col.isNotNull(), F.least(F.greatest(col, F.lit(lo)), F.lit(hi)))
+    b = F.floor((clamped - F.lit(lo)) / F.lit(width)).cast("int")
+    return F.when(b >= bins, bins - 1).otherwise(b)
 
 
 def collect_report_data(
@@ -124,9 +136,9 @@ def collect_report_data(
     # 1. a robust range per score column (one pass): the 0.2% / 99.8% quantiles, widened a little and
     #    clipped to min/max; values outside fall into the edge bins.
     rng = stats.agg(
-        *[F.min(_q(c)).alias(f"min{i}") for i, c in enumerate(score_cols)],
-        *[F.max(_q(c)).alias(f"max{i}") for i, c in enumerate(score_cols)],
-        *[F.percentile_approx(F.when(~F.isnan(_q(c)), _q(c)), [0.002, 0.998], 1000).alias(f"p{i}") for i, c in enumerate(score_cols)],
+        *[F.min(_finite(_q(c))).alias(f"min{i}") for i, c in enumerate(score_cols)],
+        *[F.max(_finite(_q(c))).alias(f"max{i}") for i, c in enumerate(score_cols)],
+        *[F.percentile_approx(_finite(_q(c)), [0.002, 0.998], 1000).alias(f"p{i}") for i, c in enumerate(score_cols)],
     ).first()
     ranges = []
     for i in range(len(score_cols)):
@@ -156,7 +168,7 @@ def collect_report_data(
         for e in thresholds.languages
     ]
     table = spark.createDataFrame(rows, table_schema)
-    framed = stats.select(*lang_exprs, *[_q(c).alias(f"__s{i}") for i, c in enumerate(score_cols)],
+    framed = stats.select(*lang_exprs, *[_scored(_q(c)).alias(f"__s{i}") for i, c in enumerate(score_cols)],
                           _q(schema.TOKENS).alias("__tok"),
                           (_q(schema.TRUNCATED) if schema.TRUNCATED in stats.columns else F.lit(False)).alias("__trunc"))
     cond = [framed[k].eqNullSafe(table[k]) for k in lkeys]
@@ -165,7 +177,7 @@ def collect_report_data(
         *[F.coalesce(table[f"__t{j}"], F.lit(thresholds.global_threshold(q))).alias(f"__t{j}") for j, q in enumerate(qs)],
     )
     s = F.col(f"__s{si}")
-    valid = s.isNotNull() & ~F.isnan(s)
+    valid = s.isNotNull()  # NaN scores are null in framed
     tok = F.coalesce(F.col("__tok").cast("long"), F.lit(0))
     aggs = [F.count(F.lit(1)).alias("docs"), F.count(F.when(valid, 1)).alias("scored"), F.sum(tok).alias("tokens"),
             F.count(F.when(F.col("__trunc"), 1)).alias("truncated")]
@@ -187,8 +199,7 @@ def collect_report_data(
         for i in range(len(score_cols))
     ])).alias("p")
     head_rows = (
-        framed.select(*[F.when(~F.isnan(f"__s{i}"), F.col(f"__s{i}")).alias(f"__s{i}") for i in range(len(score_cols))])
-        .select(pairs)
+        framed.select(pairs)
         .where(F.col("p.b").isNotNull())
         .groupBy("p.h", "p.b")
         .count()
