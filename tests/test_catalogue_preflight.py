@@ -146,22 +146,28 @@ def test_encoder_without_tokenizer(spark, gte_bundle, docs_file, tmp_path, capsy
     assert f"embedder folder {encoder} has no tokenizer files (none of tokenizer.json" in err
 
 
+def _tokens(model_dir) -> int:
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(str(model_dir)))
+
+
 @case("the tokenizer is not the model's: more tokens than the embedding table has rows",
-      "exit 2 before scoring: `the tokenizer in <dir> has 591 tokens but the model's embedding table has 300 rows ...`")
+      "exit 2 before scoring: `the tokenizer in <dir> has <n> tokens but the model's embedding table has 300 rows ...`")
 def test_tokenizer_larger_than_embedding_table(spark, gte_bundle, docs_file, tmp_path, capsys):
     encoder = build_encoder(tmp_path / "encoder", "gte-tiny", vocab_size=300)
     bundle = {**gte_bundle, "embedder": {"model": str(encoder)}}
     err = _refused(capsys, bundle, [str(docs_file)], tmp_path / "out")
-    assert f"the tokenizer in {encoder} has 591 tokens but the model's embedding table has 300 rows" in err
+    assert f"the tokenizer in {encoder} has {_tokens(encoder)} tokens but the model's embedding table has 300 rows" in err
 
 
 @case("the tokenizer is not the model's: far fewer tokens than the embedding table",
-      "exit 2 before scoring: `the tokenizer in <dir> has 591 tokens but ... 5000 rows: it is not this model's tokenizer`")
+      "exit 2 before scoring: `the tokenizer in <dir> has <n> tokens but ... 5000 rows: it is not this model's tokenizer`")
 def test_tokenizer_much_smaller_than_embedding_table(spark, gte_bundle, docs_file, tmp_path, capsys):
     encoder = build_encoder(tmp_path / "encoder", "gte-tiny", vocab_size=5000)
     bundle = {**gte_bundle, "embedder": {"model": str(encoder)}}
     err = _refused(capsys, bundle, [str(docs_file)], tmp_path / "out")
-    assert "has 591 tokens but the model's embedding table has 5000 rows: it is not this model's tokenizer" in err
+    assert f"has {_tokens(encoder)} tokens but the model's embedding table has 5000 rows: it is not this model's tokenizer" in err
 
 
 @case("`model.safetensors` is truncated or corrupt",
