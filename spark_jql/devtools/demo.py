@@ -30,11 +30,7 @@ from spark_jql.devtools.sample_data import (
     generate_documents,
     write_jsonl,
 )
-from spark_jql.devtools.tiny_models import (
-    ARCHITECTURES,
-    build_bag_of_words_encoder,
-    build_heads,
-)
+from spark_jql.devtools.tiny_models import build_bag_of_words_encoder
 
 HEAD_NAMES = {f"Edu-Demo-{judge.split('_')[-1].upper()}": judge for judge in JUDGES}  # head -> label column
 TRAIN_SETTINGS = {"epochs": 200, "batch_size": 32, "early_stopping_patience": 20, "val_fraction": 0.2}  # small set: more steps
@@ -99,11 +95,7 @@ def run_demo(output: str = "demo_output", docs: int = 2000, config: str | None =
 
     # JQL step 3: embed the labelled set, train one head per judge
     embeddings = str(paths["results"] / "embeddings")
-    # The embed stage builds the same scorer as annotate, heads included, so it gets stand-in heads
-    # (random, never used for the embeddings) until it loads the encoder alone.
-    stand_in = build_heads(paths["heads"] / "stand_in", ARCHITECTURES["gte-bow"]["hidden_size"], ["stand_in"], hidden_dim=8)
-    labelled_cfg = load_config(config, base + [f"io.input={json.dumps([str(paths['labelled'])])}",
-                                              f"scorer.heads={json.dumps([{'name': 'stand_in', 'path': str(stand_in['stand_in'])}])}"])
+    labelled_cfg = load_config(config, base + [f"io.input={json.dumps([str(paths['labelled'])])}"])  # embed loads no head
     embedded = write_embeddings(labelled_cfg, embeddings, [*JUDGES, TRUTH])
     spread = pairwise_cosine_spread(load_embeddings(embeddings, []).embeddings)
     say(f"step 3: embedded {embedded['rows']} labelled documents; pairwise cosine of their embeddings "
