@@ -265,7 +265,7 @@ def test_executor_load_error_is_one_line(spark, gte_bundle, docs_file, tmp_path,
     bundle, encoder = _model_copy(gte_bundle, tmp_path)
     weights = encoder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:4000])
-    monkeypatch.setattr(preflight, "check_scorer", lambda config: None)  # the driver sees a healthy model
+    monkeypatch.setattr(preflight, "check_scorer", lambda config, with_heads=True: None)  # the driver sees a healthy model
     code = main([*as_cli_args(job_overrides(bundle, [str(docs_file)], tmp_path / "out")), "annotate"])
     err = capsys.readouterr().err.strip()
     assert code == 2, err[-2000:]

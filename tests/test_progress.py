@@ -66,17 +66,17 @@ def test_progress_logs_while_spark_runs(spark, caplog):
     """Classic session: the status tracker; lines come while tasks run, docs never go backwards."""
     sc = spark.sparkContext
 
-    def slow(rows):
+    def slow(index, rows):  # tasks of 1, 2, 3, 4 s: their ends are spread out whatever the start-up costs
         n = 0
         for _ in rows:
-            time.sleep(0.1)
+            time.sleep(0.1 * (index + 1))
             n += 1
         yield n
 
     logger = logging.getLogger("spark_jql.spark.progress")
     with caplog.at_level(logging.INFO, logger="spark_jql.spark.progress"):
         with ScoringProgress(spark, total=40, label="test", interval=0.3, logger=logger) as progress:
-            assert sum(sc.parallelize(range(40), 4).mapPartitions(slow).collect()) == 40
+            assert sum(sc.parallelize(range(40), 4).mapPartitionsWithIndex(slow).collect()) == 40
     lines = [r.getMessage() for r in caplog.records if r.name == "spark_jql.spark.progress"]
     assert any(line.startswith("test: ") and "/ 40 docs" in line and "ETA" in line for line in lines), lines
     assert lines[-1].startswith("test: done, 40 docs in")
@@ -84,7 +84,7 @@ def test_progress_logs_while_spark_runs(spark, caplog):
     assert last.docs == 40 and last.tasks_total == 4 and last.tasks_done == 4
     assert [s.docs for s in progress.snapshots] == sorted(s.docs for s in progress.snapshots)  # never backwards
     # Between the first and the last task end the estimate takes values no task count alone gives.
-    assert {s.docs for s in progress.snapshots} - {0, 10, 20, 30, 40}, [s.docs for s in progress.snapshots]
+    assert {s.docs for s in progress.snapshots} - {0, 10, 20, 30, 40}, [(s.docs, s.tasks_done, s.tasks_running) for s in progress.snapshots]
 
 
 def test_quiet_when_info_is_off(spark, caplog):
