@@ -12,8 +12,13 @@ import yaml
 from spark_jql import schema
 from spark_jql.config import ScorerConfig, TrainConfig
 from spark_jql.errors import InputError
+from spark_jql.method.train import (
+    load_embeddings,
+    predict,
+    save_trained_heads,
+    train_heads,
+)
 from spark_jql.scoring.scorer import Scorer
-from spark_jql.method.train import load_embeddings, predict, save_trained_heads, train_heads
 
 from .conftest import shared_file
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from spark_jql.config import EmbedderConfig
-from spark_jql.scoring.embedder import Embedder
 from spark_jql.devtools.sample_data import SENTENCES
 from spark_jql.devtools.tiny_models import ARCHITECTURES, build_encoder
+from spark_jql.scoring.embedder import Embedder
 
 MAX_LENGTH = 2048
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from spark_jql.config import HeadConfig, ScorerConfig
+from spark_jql.devtools.tiny_models import random_head
 from spark_jql.errors import CheckpointError, ModelNotAvailableError
 from spark_jql.scoring.heads import (
     HEAD_KEYS,
@@ -24,7 +25,6 @@ from spark_jql.scoring.heads import (
     save_safetensors_head,
 )
 from spark_jql.scoring.hub import resolve_head_file
-from spark_jql.devtools.tiny_models import random_head
 
 
 def reference_head(path: Path) -> torch.nn.Sequential:

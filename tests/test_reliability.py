@@ -16,9 +16,9 @@ import pytest
 from spark_jql import schema
 from spark_jql.cli import main
 from spark_jql.config import load_config
+from spark_jql.devtools.sample_data import generate_documents, write_jsonl
 from spark_jql.errors import InputError
 from spark_jql.spark.job import Job
-from spark_jql.devtools.sample_data import generate_documents, write_jsonl
 
 from .conftest import as_cli_args, job_overrides
 

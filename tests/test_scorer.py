@@ -11,11 +11,11 @@ import torch
 
 from spark_jql import schema
 from spark_jql.config import EmbedderConfig, ScorerConfig
-from spark_jql.scoring.embedder import Embedder
-from spark_jql.errors import ModelNotAvailableError
 from spark_jql.devtools.sample_data import SENTENCES, generate_documents
-from spark_jql.scoring.scorer import CPU_TOKEN_BUDGET, Scorer
 from spark_jql.devtools.tiny_models import ARCHITECTURES
+from spark_jql.errors import ModelNotAvailableError
+from spark_jql.scoring.embedder import Embedder
+from spark_jql.scoring.scorer import CPU_TOKEN_BUDGET, Scorer
 
 ATOL = 1e-5
 BUNDLES = ["gte_bundle", "xlmr_bundle"]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from spark_jql.scoring.heads import HeadWeights, save_lightning_checkpoint
 from spark_jql.devtools.sample_data import all_sentences
+from spark_jql.scoring.heads import HeadWeights, save_lightning_checkpoint
 
 ARCHITECTURES = {
     # arctic-embed-m-v2.0 (GTE): 12 layers, hidden 768, 12 heads, gated MLP 3072, vocab 250,048, rope theta 160k.
@@ -52,7 +52,15 @@ SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R layout: bo
 
 def build_tokenizer(out_dir: str | Path, texts: list[str] | None = None, vocab_size: int = 1000, model_max_length: int = 8192):
     """Train a small Unigram tokenizer (XLM-R style: ``<s> ... </s>``) and save it."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.Unigram())

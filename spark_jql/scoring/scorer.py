@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 
 from spark_jql import schema
-from spark_jql.scoring.batching import plan_micro_batches, split_uneven
 from spark_jql.config import ScorerConfig
-from spark_jql.scoring.embedder import Embedder, Tokenized
 from spark_jql.scoring import stored
+from spark_jql.scoring.batching import plan_micro_batches, split_uneven
+from spark_jql.scoring.embedder import Embedder, Tokenized
 from spark_jql.scoring.heads import HeadSet, check_provenance, load_head_file
 from spark_jql.scoring.hub import resolve_head_file
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+
 from spark_jql.devtools.bench.measure import ModelShape
 
 log = logging.getLogger("spark_jql.devtools.bench")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from spark_jql.devtools.bench.baseline import (
     JqlBaseline,
     _mem_available,
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
+
     from spark_jql.config import ScorerConfig
     from spark_jql.scoring.scorer import Scorer
 

@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+
 from spark_jql.devtools.bench.baseline import JqlBaseline
 from spark_jql.devtools.bench.measure import ModelShape, PeakMemory, Result, _sync
 
