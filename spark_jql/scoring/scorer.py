@@ -177,7 +177,7 @@ class Scorer:
         embeddings: list = [None] * n
         if parts:
             head_scores = torch.cat(parts) if len(parts) > 1 else parts[0]
-            combined = torch.cat([head_scores, _AGGREGATES[self.config.aggregate](head_scores)[:, None]], dim=1)
+            combined = torch.cat([head_scores, aggregate_scores(head_scores, self.config.aggregate)[:, None]], dim=1)
             host = combined.cpu().numpy()
             order = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
             scores[order] = host[:, :-1]

@@ -147,9 +147,7 @@ class Job:
                 bad = find_bad_files(self.spark, paths, source.fmt, None, cfg.columns.text)
                 if not bad:
                     raise
-                if cfg.io.on_bad_file == "fail":
-                    path, reason = bad[0]
-                    raise InputError(f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)") from None
+                self._refuse_bad_files(bad)
                 good = [f for f in paths if f not in {p for p, _ in bad}]
                 if not good:
                     raise InputError(f"no readable input file among {len(paths)}: {bad[:3]}") from None
@@ -159,6 +157,12 @@ class Job:
         check_reserved(found.names, added, f"the input ({source.label})")
         return found
 
+    def _refuse_bad_files(self, bad: list[tuple[str, str]]) -> None:
+        """``io.on_bad_file=fail``: stop naming the first unreadable file; with ``skip`` the caller leaves them out."""
+        if self.config.io.on_bad_file == "fail":
+            path, reason = bad[0]
+            raise InputError(f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)")
+
     def _annotate_unit(self, plan: UnitPlan, unit: int, source: Source, schema_, builds) -> None:
         cfg = self.config
         files, skipped = plan.files(unit), []
@@ -166,15 +170,11 @@ class Job:
             rows, skipped_records = self._score_files(plan.path(unit), source, files, schema_, builds)
         except (InputError, AccountingError):
             raise
-        except Exception as err:  # a file Spark cannot read through: find which, probing every column
+        except Exception:  # a file Spark cannot read through: find which, probing every column
             bad = find_bad_files(self.spark, files, source.fmt, schema_, cfg.columns.text) if source.is_files else []
             if not bad:
                 raise
-            if cfg.io.on_bad_file == "fail":
-                path, reason = bad[0]
-                raise InputError(
-                    f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)"
-                ) from err
+            self._refuse_bad_files(bad)
             skipped = [{"file": p, "error": r} for p, r in bad]
             files = [f for f in files if f not in {p for p, _ in bad}]
             log.warning("skipping %d unreadable file(s): %s", len(bad), [p for p, _ in bad])
