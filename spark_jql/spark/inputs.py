@@ -38,7 +38,7 @@ from pyspark.sql.types import (
 )
 
 from spark_jql import schema
-from spark_jql.errors import InputError
+from spark_jql.errors import InputError, first_line
 from spark_jql.spark.io import expand
 
 FILE = "__jql_file"
@@ -297,11 +297,6 @@ def find_bad_files(spark: SparkSession, paths: list[str], fmt: str, data_schema,
         except Exception as err:  # corrupt footer, truncated gzip, a type clash in any column, permissions
             bad.append((path, first_line(err)[:500]))
     return bad
-
-
-def first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _shown(paths: list[str]) -> str:
