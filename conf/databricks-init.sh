@@ -8,5 +8,7 @@ set -euo pipefail
 WHEEL=${SPARK_JQL_WHEEL:-/Workspace/Shared/spark-jql/spark_jql-0.1.0-py3-none-any.whl}
 PIP=${PIP:-/databricks/python/bin/pip}
 "$PIP" install --quiet --no-deps "$WHEEL"
-"$PIP" install --quiet "transformers>=5.0,<6" "tokenizers>=0.21" "safetensors>=0.4" "huggingface_hub>=0.30" \
-  "pydantic>=2.5,<3" "pyyaml>=6" "matplotlib>=3.7" "lingua-language-detector>=2.0"
+# The ranges are pyproject.toml's (tested: .ci/constraints.txt); Databricks 16.4 LTS ML runs Python 3.12.
+"$PIP" install --quiet "transformers>=5.24.0,<6" "tokenizers>=0.23.3,<1" "safetensors>=0.8.0,<1" \
+  "huggingface_hub>=2.4.0,<3" "pydantic>=2.14.4,<3" "pyyaml>=6.0.4,<7" "matplotlib>=3.11.2,<4" \
+  "lingua-language-detector>=2.1.1,<3"

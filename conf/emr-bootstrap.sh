@@ -2,7 +2,7 @@
 # EMR 7 bootstrap action (runs on every node before YARN starts): Python 3.11, the package and its
 # dependencies in a venv, the GPU discovery script and the model files.
 #   --bootstrap-actions Path=s3://my-bucket/spark-jql/emr-bootstrap.sh,Args=[s3://my-bucket/spark-jql]
-# EMR 7 (Amazon Linux 2023) has python3 = 3.9; spark_jql needs >= 3.10 and transformers 5 >= 3.11.
+# EMR 7 (Amazon Linux 2023) has python3 = 3.9; spark_jql (and transformers 5.24) need >= 3.11.
 # Spark uses the venv through spark.pyspark.python (conf/emr.yaml, conf/emr-step.json) and
 # PYSPARK_PYTHON (conf/emr-configurations.json, classification spark-env).
 # Upload first (see README "Running on a cluster"): spark-jql package --output build/emr, then
@@ -15,10 +15,10 @@ sudo mkdir -p /opt/spark-jql /mnt/models
 sudo python3.11 -m venv "$VENV"
 sudo "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # CUDA build of torch first, so the package's own install does not pull a different one.
-sudo "$VENV/bin/pip" install --quiet "torch>=2.4" --index-url https://download.pytorch.org/whl/cu124
+sudo "$VENV/bin/pip" install --quiet "torch>=2.13.0,<3" --index-url https://download.pytorch.org/whl/cu128
 aws s3 cp "$SRC/spark_jql-0.1.0-py3-none-any.whl" /tmp/
 # EMR 7 runs Spark 3.5: keep the pyspark the cluster provides out of the venv's way by pinning 3.5.
-sudo "$VENV/bin/pip" install --quiet "/tmp/spark_jql-0.1.0-py3-none-any.whl[report,langid]" "pyspark>=3.5,<3.6"
+sudo "$VENV/bin/pip" install --quiet "/tmp/spark_jql-0.1.0-py3-none-any.whl[report,langid]" "pyspark==3.5.9"
 aws s3 cp "$SRC/conf/getGpusResources.sh" /tmp/getGpusResources.sh
 sudo install -m 755 /tmp/getGpusResources.sh /opt/spark-jql/getGpusResources.sh
 sudo aws s3 cp --recursive "$SRC/models/" /mnt/models/ --only-show-errors

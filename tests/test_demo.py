@@ -93,3 +93,18 @@ def test_demo_filter_keeps_better_documents(spark, tmp_path):
     annotate = summary["annotate"]
     assert annotate["scored_now"] == 490 and 0 < annotate["scoring_seconds"] <= annotate["seconds"]
     assert annotate["docs_per_second"] == pytest.approx(490 / annotate["scoring_seconds"], rel=0.02)
+
+
+@pytest.mark.spark
+def test_demo_runs_at_its_smallest_size(spark, tmp_path, capsys):
+    from spark_jql import cli
+    from spark_jql.devtools.demo import MIN_DOCS
+
+    assert cli.main(["demo", "--docs", str(MIN_DOCS - 1), "--output", str(tmp_path / "small")]) == cli.EXIT_USER_ERROR
+    assert f"at least {MIN_DOCS} documents" in capsys.readouterr().err
+    result = run_demo(str(tmp_path / "demo"), docs=MIN_DOCS)
+    labelled = sorted((tmp_path / "demo" / "input" / "labelled").glob("*.jsonl"))  # a folder under 200 labelled too
+    assert [p.name for p in labelled] == ["part-0000.jsonl"]
+    assert result["kept"]["documents"] + result["dropped"]["documents"] == MIN_DOCS - 60
+    assert result["kept"]["mean"] > result["dropped"]["mean"]  # even at this size the filter keeps better documents
+    assert Path(result["report"]).is_file()

@@ -102,13 +102,21 @@ def _manual_jina(directory, task: str, texts: list[str]) -> torch.Tensor:
     scale = adapter["lora_alpha"] / adapter["r"]
     lora = load_file(str(directory / task / "adapter_model.safetensors"))
     params = dict(model.named_parameters())
+    adapted = set()
     with torch.no_grad():
         for key, a in lora.items():
-            if ".lora_A." not in key:
+            if ".lora_A." in key:  # linear: W (out, in) += scale * B (out, r) @ A (r, in)
+                b = lora[key.replace(".lora_A.", ".lora_B.")]
+                target = key.split("base_model.model.", 1)[-1].replace(".lora_A.weight", ".weight")
+                params[target] += scale * b @ a
+            elif key.endswith(".lora_embedding_A"):  # embedding: W (vocab, d) += scale * (B (d, r) @ A (r, vocab))^T
+                b = lora[key.replace("_A", "_B")]
+                target = key.split("base_model.model.", 1)[-1].replace(".lora_embedding_A", ".weight")
+                params[target] += scale * (b @ a).T
+            else:
                 continue
-            b = lora[key.replace(".lora_A.", ".lora_B.")]
-            target = key.split("base_model.model.", 1)[-1].replace(".lora_A.weight", ".weight")
-            params[target] += scale * b @ a
+            adapted.add(target)
+    assert "embeddings.word_embeddings.weight" in adapted and len(adapted) > 1  # both kinds are exercised
     tok = AutoTokenizer.from_pretrained(str(directory))
     batch = tok(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -140,6 +148,40 @@ def test_mean_pooling_ignores_padding(jina):
 def test_missing_adapter_folder_is_a_clear_error(jina):
     with pytest.raises(ModelNotAvailableError, match="no adapter folder"):
         Embedder(EmbedderConfig(model=str(jina), device="cpu", task_adapter="classification"))
+
+
+def test_adapter_merge_runs_without_peft(jina):
+    """peft is a test-only tool (it writes the tiny adapters): loading and merging never imports it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['peft'] = None\n"  # any import of peft now raises ImportError
+        "from spark_jql.config import EmbedderConfig\n"
+        "from spark_jql.scoring.embedder import Embedder\n"
+        f"e = Embedder(EmbedderConfig(model={str(jina)!r}, device='cpu'))\n"
+        "print(e.embed(e.tokenize(['hola']).ids).shape[1])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "32"
+
+
+def test_adapter_for_another_model_is_refused(jina, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "model"
+    shutil.copytree(jina, folder)
+    weights = folder / "text_matching" / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({k.replace("layers.0.", "layers.7."): v for k, v in tensors.items()}, str(weights))
+    with pytest.raises(ModelNotAvailableError, match="layers.7.*another model"):
+        Embedder(EmbedderConfig(model=str(folder), device="cpu"))
+    save_file({k: v for k, v in tensors.items() if "lora_B" not in k and "embedding_B" not in k}, str(weights))
+    with pytest.raises(ModelNotAvailableError, match="no matching lora_(embedding_)?B"):
+        Embedder(EmbedderConfig(model=str(folder), device="cpu"))
 
 
 def test_per_model_defaults_and_provenance():

@@ -9,7 +9,7 @@ from spark_jql.cli.registry import Command
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--output", default="demo_output", help="where the demo writes data, models and results")
-    demo.add_argument("--docs", type=int, default=2000, help="number of generated documents (labelled set + corpus)")
+    demo.add_argument("--docs", type=int, default=2000, help="number of generated documents (labelled set + corpus), at least 200")
     demo.add_argument("--labelled-share", type=float, default=0.3, help="share of the documents used to train the heads")
 
 

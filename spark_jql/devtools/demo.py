@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spark_jql.config import load_config
+from spark_jql.config import ConfigError, load_config
 from spark_jql.devtools.sample_data import (
     JUDGES,
     TRUTH,
@@ -46,6 +46,9 @@ def pairwise_cosine_spread(embeddings: np.ndarray, sample: int = 300) -> dict:
             "min": float(cos.min()), "max": float(cos.max())}
 
 
+MIN_DOCS = 200  # 60 labelled documents (12 held out for validation): below that the heads learn noise
+
+
 def prepare(output: str | Path, docs: int = 2000, labelled_share: float = 0.3, files: int = 4) -> dict:
     """Write the labelled set, the corpus and the encoder under ``output`` (kept if already there)."""
     output = Path(output).resolve()
@@ -53,7 +56,9 @@ def prepare(output: str | Path, docs: int = 2000, labelled_share: float = 0.3, f
     if not (labelled.exists() and corpus.exists()):
         records = generate_documents(docs, seed=7, labels=True)
         n_labelled = max(20, int(round(docs * labelled_share)))
-        write_jsonl(records[:n_labelled], labelled, files=1 if n_labelled < 200 else 2)
+        # always a folder of part files: ``labelled/*.jsonl`` is what embed reads
+        write_jsonl(records[:n_labelled], labelled / "part-0000.jsonl") if n_labelled < 200 else \
+            write_jsonl(records[:n_labelled], labelled, files=2)
         write_jsonl(records[n_labelled:], corpus, files=files)
     encoder = output / "models" / "encoder"
     if not (encoder / "config.json").exists():
@@ -85,6 +90,9 @@ def run_demo(output: str = "demo_output", docs: int = 2000, config: str | None =
     from spark_jql.spark.job import Job
     from spark_jql.spark.session import build_session
 
+    if docs < MIN_DOCS:
+        raise ConfigError(f"demo --docs {docs}: the demo needs at least {MIN_DOCS} documents "
+                          f"({labelled_share:.0%} of them train the heads; fewer train on noise)")
     require_plotting()  # the demo ends with the report: say what to install before any work
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never wait on a network
     paths = prepare(output, docs, labelled_share)

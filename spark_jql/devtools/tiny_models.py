@@ -225,7 +225,10 @@ JINA_TASKS = ["text_matching", "retrieval_query"]
 
 
 def build_jina(out_dir: str | Path, seed: int = 0, tasks: list[str] = JINA_TASKS) -> Path:
-    """A tiny random ``JinaEmbeddingsV3Model`` (the ``-hf`` layout) with a random LoRA adapter per task sub-folder."""
+    """A tiny random ``JinaEmbeddingsV3Model`` (the ``-hf`` layout) with a random LoRA adapter per task sub-folder.
+
+    The adapters are written by peft itself (a test-only dependency), so the files have exactly the layout
+    the published checkpoint's adapters have; spark_jql reads them without peft."""
     from peft import LoraConfig, get_peft_model
     from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
 
@@ -241,7 +244,7 @@ def build_jina(out_dir: str | Path, seed: int = 0, tasks: list[str] = JINA_TASKS
     for k, task in enumerate(tasks):
         torch.manual_seed(seed + 100 + k)
         base = JinaEmbeddingsV3Model.from_pretrained(str(out_dir))
-        lora = LoraConfig(r=4, lora_alpha=1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"],
+        lora = LoraConfig(r=4, lora_alpha=1, target_modules=["word_embeddings", "q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"],
                           init_lora_weights=False)  # random B as well as A: a visible effect
         get_peft_model(base, lora).save_pretrained(str(out_dir / task))
     return out_dir

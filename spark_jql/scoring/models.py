@@ -9,8 +9,8 @@
   does that; the weights (``qkv_proj``, ``up_gate_proj``, ...) are converted by transformers' own GTE
   loader. CLS pooling.
 - jinaai/jina-embeddings-v3-hf: ``JinaEmbeddingsV3Model``; the task LoRA adapters live in
-  sub-folders (``text_matching``, ...) and are loaded with ``load_adapter`` (needs ``peft``), then
-  merged. JQL calls ``encode(task="text-matching")``: the ``text_matching`` adapter, mean pooling.
+  sub-folders (``text_matching``, ...) and are merged into the weights while loading
+  (``scoring/adapters.py``, no peft). JQL calls ``encode(task="text-matching")``: the ``text_matching`` adapter, mean pooling.
   The original ``jinaai/jina-embeddings-v3`` (remote-code ``XLMRobertaLoRA``) has no native class.
 """
 
@@ -152,25 +152,23 @@ def load_encoder(config: EmbedderConfig, dtype, local: bool):
 
 
 def _apply_adapter(model, config: EmbedderConfig, local: bool) -> None:
-    """Load the task LoRA adapter from its sub-folder, select it and merge it into the weights."""
-    name = config.task_adapter
-    try:
-        import peft  # noqa: F401  (transformers' load_adapter needs it)
-    except ImportError:
-        raise ModelNotAvailableError(
-            f"embedder.task_adapter={name!r} needs the 'peft' package: pip install 'spark_jql[jina]'"
-        ) from None
-    if local:
-        source, extra = str(Path(config.model).expanduser() / name), {}
-        if not Path(source).is_dir():
-            raise ModelNotAvailableError(f"embedder.task_adapter={name!r}: no adapter folder {source}")
-    else:
-        source, extra = config.model, {"subfolder": name, "revision": config.revision}
-    model.load_adapter(source, adapter_name=name, adapter_kwargs=extra)
-    model.set_adapter(name)
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    """Merge the task LoRA adapter from its sub-folder into the weights (no peft: see scoring/adapters.py)."""
+    from spark_jql.scoring import adapters
 
-    for module in model.modules():  # merged: no extra matmuls per layer, as the original computes W + BA
-        if isinstance(module, BaseTunerLayer):
-            module.merge(adapter_names=[name])
-    log.info("embedder %s: task adapter %s loaded and merged", config.model, name)
+    name = config.task_adapter
+    if local:
+        folder = Path(config.model).expanduser() / name
+        if not folder.is_dir():
+            raise ModelNotAvailableError(f"embedder.task_adapter={name!r}: no adapter folder {folder}")
+        files = adapters.adapter_files(folder)
+    else:
+        try:
+            files = adapters.hub_adapter_files(config.model, name, config.revision)
+        except ModelNotAvailableError:
+            raise
+        except Exception as err:
+            from spark_jql.scoring.hub import model_load_error
+
+            raise model_load_error(config.model, err) from None
+    adapters.merge_lora(model, *files)
+    log.info("embedder %s: task adapter %s merged", config.model, name)
