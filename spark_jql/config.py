@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from spark_jql.fingerprint import runtime
+
 DEFAULT_EMBEDDER = "Snowflake/snowflake-arctic-embed-m-v2.0"
 JQL_HEADS_REPO = "Jackal-AI/JQL-Edu-Heads"
 DEFAULT_MAX_LENGTH = 8192
@@ -58,8 +60,8 @@ class EmbedderConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="'auto': bfloat16 on CUDA, float32 on CPU."
     )
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
+    device: str = runtime("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = runtime("sdpa")
     trust_remote_code: bool = Field(False, description="Run model code from the Hub. Off unless you opt in.")
     pooling: Literal["auto", "cls", "mean"] = Field(
         "auto", description="'cls': first token (arctic-embed, gte); 'mean': over real tokens (jina-v3). 'auto': the model's."
@@ -117,12 +119,12 @@ class ScorerConfig(_Strict):
     aggregate: Literal["mean", "median", "min", "max"] = Field(
         "mean", description="How the per-head scores are combined into the score the filter uses."
     )
-    token_budget: int | Literal["auto"] = Field(
+    token_budget: int | Literal["auto"] = runtime(
         "auto",
         description="Padded tokens per micro-batch. 'auto': 16384 on CPU, sized from free memory on GPU.",
     )
-    max_batch_docs: int = Field(4096, ge=1, description="Upper bound on documents per micro-batch.")
-    oom_retry: bool = Field(True, description="On CUDA out-of-memory, split the micro-batch and retry.")
+    max_batch_docs: int = runtime(4096, ge=1, description="Upper bound on documents per micro-batch.")
+    oom_retry: bool = runtime(True, description="On CUDA out-of-memory, split the micro-batch and retry.")
     store_embedding: Literal["none", "float16", "bfloat16"] = Field(
         "none", description="Also write each document's embedding (column jql_embedding: little-endian float16 or "
         "bfloat16 bytes) so new heads can rescore without the encoder. 'none': off.",
@@ -229,7 +231,15 @@ class FilterConfig(_Strict):
 class SparkConfig(_Strict):
     master: str | None = Field(None, description="Spark master for local runs; None leaves it to spark-submit.")
     app_name: str = "spark_jql"
-    arrow_batch_size: int = Field(2048, ge=1, le=INT_MAX, description="Rows per Arrow batch handed to the scoring UDF.")
+    arrow_batch_size: int = runtime(2048, ge=1, le=INT_MAX, description="Rows per Arrow batch handed to the scoring UDF.")
+    slots: int | None = runtime(
+        None, ge=1, description="Task slots that score at once (GPUs x tasks per GPU); None: from the session's "
+        "GPU resources, else its default parallelism.",
+    )
+    partitions_per_slot: int = runtime(
+        4, ge=1, le=1000, description="Partitions per slot in each unit, planned by bytes so that no slot waits on a "
+        "long partition (waves of work per slot).",
+    )
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
 
     @field_validator("conf", mode="before")
@@ -275,8 +285,15 @@ class IOConfig(_Strict):
     mode: Literal["overwrite", "error"] = Field(
         "overwrite", description="'error': refuse up front to replace any output (an interrupted run still resumes)."
     )
-    files_per_unit: int = Field(
-        64, ge=1, description="Input files per unit of work; each unit is committed on its own, so a rerun resumes."
+    unit_bytes: int = runtime(
+        2 * 2**30, ge=1, description="Input bytes per unit of work (files are grouped up to this size); each unit is "
+        "committed on its own, so a rerun resumes. Several waves of the cluster per unit.",
+    )
+    files_per_unit: int | None = runtime(
+        None, ge=1, description="Input files per unit of work instead of unit_bytes (an explicit override).",
+    )
+    units_in_flight: int = runtime(
+        2, ge=1, le=16, description="Units scored at once: the next unit's tasks start while the previous unit drains.",
     )
     resume: bool = Field(True, description="Skip units a previous run over the same inputs and scorer finished.")
     incremental: bool = Field(
@@ -537,10 +554,10 @@ class JudgeEndpoint(_Strict):
     """One LLM judge behind an OpenAI-compatible chat-completions endpoint (e.g. a vLLM server)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]+$", description="Used in the output column names.")
-    base_url: str = Field(description="Server root up to /v1, e.g. http://host:8000/v1.")
+    base_url: str = runtime(description="Server root up to /v1, e.g. http://host:8000/v1.")
     model: str = Field(min_length=1, description="Model name the server expects.")
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key (never the key itself).")
-    concurrency: int | None = Field(None, ge=1, description="Requests in flight to this judge per task; None: the shared 'concurrency'.")
+    api_key_env: str | None = runtime(None, description="Environment variable holding the API key (never the key itself).")
+    concurrency: int | None = runtime(None, ge=1, description="Requests in flight to this judge per task; None: the shared 'concurrency'.")
     prompt_file: str | None = Field(None, description="This judge's prompt template; None: the shared prompt_file.")
     prompt_files: dict[str, str] = Field(
         default_factory=dict, description="Language -> prompt template for this judge (overrides every shared prompt)."
@@ -575,19 +592,19 @@ class JudgeConfig(_Strict):
     max_chars: int = Field(20000, ge=1, description="Documents are cut to this many characters before prompting.")
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(512, ge=1, description="Answer length limit sent to the server.")
-    concurrency: int = Field(8, ge=1, description="Requests in flight per judge per Spark task (each judge has its own pool).")
-    max_retries: int = Field(4, ge=0, description="Retries after a failed request (timeouts, 429, 5xx).")
-    backoff_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles each retry, with jitter.")
-    max_retry_after_seconds: float = Field(
+    concurrency: int = runtime(8, ge=1, description="Requests in flight per judge per Spark task (each judge has its own pool).")
+    max_retries: int = runtime(4, ge=0, description="Retries after a failed request (timeouts, 429, 5xx).")
+    backoff_seconds: float = runtime(1.0, ge=0, description="First retry delay; doubles each retry, with jitter.")
+    max_retry_after_seconds: float = runtime(
         120.0, ge=0, description="A server's Retry-After (429/503) is honoured up to this many seconds."
     )
-    timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout.")
-    preflight: bool = Field(True, description="Send one request per judge from the driver before the job; stop if it fails.")
-    max_failure_rate: float = Field(
+    timeout_seconds: float = runtime(120.0, gt=0, description="Per-request timeout.")
+    preflight: bool = runtime(True, description="Send one request per judge from the driver before the job; stop if it fails.")
+    max_failure_rate: float = runtime(
         0.5, gt=0, le=1, description="Stop the job when more than this share of a judge's requests fail (after min_requests)."
     )
-    min_requests: int = Field(20, ge=1, description="Requests a judge must have made before max_failure_rate applies.")
-    rows_per_unit: int = Field(
+    min_requests: int = runtime(20, ge=1, description="Requests a judge must have made before max_failure_rate applies.")
+    rows_per_unit: int = runtime(
         10000, ge=1, description="Rows per committed unit of work (judge stage): a rerun skips finished units."
     )
 

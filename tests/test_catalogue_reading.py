@@ -170,14 +170,14 @@ def test_reserved_column_names(spark, gte_bundle, tmp_path):
 
 @case("a rerun after a kill (or over finished output) with another scorer configuration (`scorer.aggregate=max`, fewer heads)",
       "never mixed: `io.mode=overwrite` starts over (every score from the new configuration); `io.mode=error` refuses: "
-      "`... cannot be resumed: the scorer configuration differs from the previous run's`")
+      "`... cannot be resumed: what decides the output differs from the previous run's: setting aggregate (\"mean\" -> \"max\") changed`")
 def test_rerun_with_another_scorer(spark, gte_bundle, tmp_path):
     write_jsonl(_docs(12, 5, "a"), tmp_path / "in", files=3)
     inputs = [tmp_path / "in" / "*.jsonl"]
     out = tmp_path / "out"
     _job(spark, gte_bundle, inputs, out, **{"io.files_per_unit": "1"}).annotate()
     (out / "scored" / "_jql_units" / "unit-00002.json").unlink()  # as if killed before the last unit
-    with pytest.raises(InputError, match="cannot be resumed: the scorer configuration differs"):
+    with pytest.raises(InputError, match=r"cannot be resumed: what decides the output differs .*setting aggregate \(\"mean\" -> \"max\"\) changed"):
         _job(spark, gte_bundle, inputs, out, **{"io.files_per_unit": "1", "scorer.aggregate": "max",
                                                 "io.mode": "error"}).annotate()
     summary = _job(spark, gte_bundle, inputs, out, **{"io.files_per_unit": "1", "scorer.aggregate": "max"}).annotate()

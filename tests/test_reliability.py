@@ -120,7 +120,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(spark, gte_bundle, tmp_p
     write_jsonl(generate_documents(240, seed=9), tmp_path / "in", files=6)
     inputs = [str(tmp_path / "in" / "*.jsonl")]
     killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
-    args = job_overrides(gte_bundle, inputs, killed_out, **{"io.files_per_unit": "1", "spark.master": "local[1]"})
+    # The same slot count for all three runs: partitions (and so micro-batches) are planned per slot, and batch
+    # neighbours move a score by fp32 rounding; with one plan the result must be bit-identical.
+    plan = {"io.files_per_unit": "1", "spark.slots": "2"}
+    args = job_overrides(gte_bundle, inputs, killed_out, **plan, **{"spark.master": "local[1]"})
     cmd = [sys.executable, "-m", "spark_jql.cli", *as_cli_args(args), "annotate"]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -135,7 +138,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(spark, gte_bundle, tmp_p
 
     resumed = Job(spark, load_config(None, args[:-1] + ["spark.master=local[2]"])).annotate()
     assert resumed["units_resumed"] == done and resumed["scored_rows"] == 240
-    Job(spark, load_config(None, job_overrides(gte_bundle, inputs, clean_out, **{"io.files_per_unit": "1"}))).annotate()
+    Job(spark, load_config(None, job_overrides(gte_bundle, inputs, clean_out, **plan))).annotate()
     assert _scores(spark, killed_out) == _scores(spark, clean_out)
 
 

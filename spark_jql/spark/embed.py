@@ -26,6 +26,7 @@ from spark_jql.errors import InputError
 from spark_jql.schema import PROVENANCE_KEY
 from spark_jql.scoring.models import embedding_metadata
 from spark_jql.spark.api import quoted, require_columns, require_text_column
+from spark_jql.spark.stage import UnitStage
 from spark_jql.spark.udf import get_scorer, task_device
 
 EMBEDDING = "embedding"
@@ -115,33 +116,52 @@ def embed(
     )
 
 
+class EmbedStage(UnitStage):
+    """``embed`` on the stage skeleton: the encoder alone, one embedding per document, labels copied."""
+
+    name = "embed"
+
+    def __init__(self, cfg, output: str, labels: list[str], id_column: str | None, language_path: str | None):
+        self.cfg, self.output, self.labels, self.id_column = cfg, output, list(labels or []), id_column
+        if language_path:  # an explicit --language wins over the job's columns section
+            self.language, self.constant = language_path, None
+        else:
+            self.constant = cfg.columns.constant_language
+            self.language = None if self.constant else cfg.columns.language
+
+    def check(self, spark, schema, source) -> None:
+        from spark_jql.spark import preflight
+
+        preflight.embed(spark, self.cfg, self.output, schema)
+
+    def fingerprint(self):
+        from spark_jql.scoring.identity import scorer_fingerprint
+
+        found = scorer_fingerprint(self.cfg.scorer, self.cfg.columns.text, with_heads=False)
+        found.settings["embed"] = {"labels": self.labels, "id": self.id_column, "language": self.language,
+                                   "constant_language": self.constant}
+        return found
+
+    def transform(self, rows: DataFrame, unit: int) -> DataFrame:
+        frame = embed(rows, self.cfg.scorer, self.cfg.columns.text, self.id_column, self.language, self.constant,
+                      self.labels)
+        if self.id_column is None:  # numbered per unit: the unit keeps ids unique across units and reruns
+            frame = frame.withColumn("id", F.concat(F.lit(f"{unit}-"), F.col("id")))
+        return frame
+
+
 def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = None, id_column: str | None = "id",
                      language_path: str | None = None) -> dict:
-    """The ``embed`` stage: read io.input, write its embeddings with labels as parquet, check the row count."""
-    from spark_jql.spark import preflight
-    from spark_jql.spark.inputs import read_input
+    """The ``embed`` stage: read io.input, write its embeddings with labels as parquet, unit by unit (resumable)."""
     from spark_jql.spark.io import join_path
-    from spark_jql.spark.job import AccountingError
     from spark_jql.spark.session import session_for
+    from spark_jql.spark.stage import run_stage
 
     spark = session_for(cfg)
     out = output or join_path(cfg.io.output, "embeddings")
-    source = read_input(spark, cfg.io.input, cfg.io.input_format)
-    preflight.embed(spark, cfg, out, source.schema)
-    rows_in = source.count()
-    if language_path:  # an explicit --language wins over the job's columns section
-        language, constant = language_path, None
-    else:
-        constant = cfg.columns.constant_language
-        language = None if constant else cfg.columns.language
-    frame = embed(source, cfg.scorer, cfg.columns.text, id_column,
-                  language, constant, list(labels or []), cfg.spark.arrow_batch_size)
-    frame.write.mode(cfg.io.mode).parquet(out)
-    written = spark.read.parquet(out)
-    rows_out = written.count()
-    if rows_out != rows_in:
-        raise AccountingError(f"embed read {rows_in} rows but wrote {rows_out} to {out}")
+    done = run_stage(spark, cfg, EmbedStage(cfg, out, labels or [], id_column, language_path), out)
+    written = done["frame"]
     with_embedding = written.where("embedding IS NOT NULL").count()
     provenance = written.schema[EMBEDDING].metadata.get(PROVENANCE_KEY, {})
-    return {"output": out, "rows": rows_out, "rows_with_embedding": with_embedding, "columns": written.columns,
-            "embedder": provenance}
+    columns = [c for c in written.columns if c != "jql_unit"]
+    return {**done["summary"], "rows_with_embedding": with_embedding, "columns": columns, "embedder": provenance}

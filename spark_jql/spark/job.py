@@ -29,7 +29,8 @@ from pyspark.sql import functions as F
 
 from spark_jql import schema
 from spark_jql.config import JobConfig
-from spark_jql.errors import InputError
+from spark_jql.errors import AccountingError, InputError
+from spark_jql.scoring.identity import scorer_fingerprint
 from spark_jql.spark import preflight
 from spark_jql.spark.api import (
     KEEP,
@@ -42,26 +43,44 @@ from spark_jql.spark.api import (
     score_embeddings,
     split_marked,
 )
-from spark_jql.spark.inputs import (
-    BAD,
-    FILE,
-    Source,
-    check_reserved,
-    find_bad_files,
-    first_bad_line,
-    normalise,
-)
-from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.session import is_connect
+from spark_jql.spark.stage import UnitStage, run_stage
 from spark_jql.spark.storage import exists, join_path, read_text, write_text
-from spark_jql.spark.units import UNIT_COLUMN, UnitPlan, scorer_hash
+from spark_jql.spark.units import UNIT_COLUMN
 from spark_jql.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 
 
-class AccountingError(RuntimeError):
-    """Row counts do not add up: a document would have been lost or duplicated."""
+class AnnotateStage(UnitStage):
+    """Scores from the text (encoder + heads), or from stored embeddings by the heads alone (``columns.embedding``)."""
+
+    name = "annotate"
+
+    def __init__(self, cfg: JobConfig, thresholds_follow: bool = False, builds=None):
+        self.cfg = cfg
+        self.thresholds_follow = thresholds_follow
+        self.builds = builds
+        self.heads_only = cfg.columns.embedding is not None
+        self.reads_text = not self.heads_only
+        # heads-only rescoring reads a scored output: its score columns are recomputed, not clashes
+        self.adds = [] if self.heads_only else schema.output_columns([h.name for h in cfg.scorer.heads])
+
+    def check(self, spark, schema_, source) -> None:
+        preflight.annotate(spark, self.cfg, schema_, self.thresholds_follow)
+
+    def fingerprint(self):
+        cfg = self.cfg
+        found = scorer_fingerprint(cfg.scorer, cfg.columns.text, with_encoder=not self.heads_only)
+        if self.heads_only:
+            found.settings["embedding_column"] = [cfg.columns.embedding, cfg.columns.embedding_dtype]
+        return found
+
+    def transform(self, rows, unit: int):
+        cfg = self.cfg
+        if self.heads_only:
+            return score_embeddings(rows, cfg.scorer, cfg.columns.embedding, cfg.columns.embedding_dtype)
+        return annotate(rows, cfg.scorer, cfg.columns.text, builds=self.builds)
 
 
 class Job:
@@ -84,168 +103,33 @@ class Job:
         """Score every input row, unit by unit; a rerun over the same inputs and scorer skips finished units."""
         cfg = self.config
         start = time.perf_counter()
-        source = Source(self.spark, cfg.io, cfg.columns.text)
-        schema_ = self._input_schema(source)  # one schema for every unit
-        preflight.annotate(self.spark, cfg, schema_, thresholds_follow)
-        plan = UnitPlan(self.spark, self.paths["scored"], source.files, cfg.io.files_per_unit,
-                        scorer_hash(cfg.scorer, cfg.columns.text))
-        plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode, incremental=cfg.io.incremental,
-                     before_writing=lambda: self.refuse_existing("annotate"))
-        self._scoring = {"rows": 0, "seconds": 0.0}  # the scoring actions alone, for docs/s
         # Scorer builds are a classic-only diagnostic (accumulators); counts come from the data.
         builds = None if is_connect(self.spark) else self.spark.sparkContext.accumulator(0)
-        for unit in plan.pending():
-            self._annotate_unit(plan, unit, source, schema_, builds)
-        markers = plan.markers()
-        input_rows = sum(m["input_rows"] for m in markers)
-        written = self._scored()
-        scored_rows = written.count()
-        if scored_rows != input_rows:
-            raise AccountingError(f"annotate read {input_rows} rows but {self.paths['scored']} holds {scored_rows}")
+        stage = AnnotateStage(cfg, thresholds_follow, builds)
+        done = run_stage(self.spark, cfg, stage, self.paths["scored"], lambda: self.refuse_existing("annotate"))
+        run, written = done["summary"], done["frame"]
+        scored_rows = run["rows"]
         written.drop(cfg.columns.text).write.mode("overwrite").parquet(self.paths["stats"])
         if cfg.io.output_tables.scored:
             self._write(written.drop(UNIT_COLUMN), "scored", partition=False)
         with_score = written.where(quoted(schema.AGGREGATE).isNotNull()).count()
-        skipped_records = {f: n for m in markers for f, n in m.get("skipped_records", {}).items()}
-        seconds = time.perf_counter() - start
         result = {
-            "input": cfg.io.input_table or cfg.io.input,
-            "input_files": len(source.files),
-            "input_files_added": plan.added_files,
-            "units": len(markers),
-            "units_resumed": plan.resumed,
-            "skipped_files": [f for m in markers for f in m["skipped_files"]],
-            "skipped_records": sum(skipped_records.values()),
-            "skipped_records_by_file": skipped_records,
-            "input_rows": input_rows,
+            **{k: run[k] for k in ("input", "input_files", "input_files_added", "units", "units_resumed", "skipped_files",
+                                   "skipped_records", "skipped_records_by_file", "input_rows")},
             "scored_rows": scored_rows,
             "rows_with_score": with_score,
             "rows_without_text": scored_rows - with_score,
             "scorer_builds": builds.value if builds is not None else None,
-            "seconds": round(seconds, 2),
-            "scored_now": self._scoring["rows"],
-            "scoring_seconds": round(self._scoring["seconds"], 2),
+            "seconds": round(time.perf_counter() - start, 2),
+            "scored_now": run["processed_now"],
+            "scoring_seconds": run["work_seconds"],
             # scoring throughput: documents scored by this run / time of the actions that scored them (the
-            # stage's other work -- listing, counting, writing stats/ -- is in "seconds", not here)
-            "docs_per_second": (round(self._scoring["rows"] / self._scoring["seconds"], 2)
-                                if self._scoring["seconds"] else None),
+            # stage's other work -- listing, writing stats/ -- is in "seconds", not here)
+            "docs_per_second": run["docs_per_second"],
             "heads_only": cfg.columns.embedding is not None,
         }
         log.info("annotate: %s", result)
         return self._record("annotate", result)
-
-    def _input_schema(self, source: Source):
-        """Schema of all inputs, checked for reserved names; with ``on_bad_file=skip`` unreadable files are left out."""
-        cfg = self.config
-        if not source.is_files:
-            found = source.schema()
-        else:
-            paths = [f.path for f in source.files]
-            try:
-                found = source.schema(paths)
-            except Exception:
-                bad = find_bad_files(self.spark, paths, source.fmt, None, cfg.columns.text)
-                if not bad:
-                    raise
-                self._refuse_bad_files(bad)
-                good = [f for f in paths if f not in {p for p, _ in bad}]
-                if not good:
-                    raise InputError(f"no readable input file among {len(paths)}: {bad[:3]}") from None
-                found = source.schema(good)
-        # heads-only rescoring reads a scored output: its score columns are recomputed (score_embeddings), not clashes
-        added = [] if cfg.columns.embedding is not None else schema.output_columns([h.name for h in cfg.scorer.heads])
-        check_reserved(found.names, added, f"the input ({source.label})")
-        return found
-
-    def _refuse_bad_files(self, bad: list[tuple[str, str]]) -> None:
-        """``io.on_bad_file=fail``: stop naming the first unreadable file; with ``skip`` the caller leaves them out."""
-        if self.config.io.on_bad_file == "fail":
-            path, reason = bad[0]
-            raise InputError(f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)")
-
-    def _annotate_unit(self, plan: UnitPlan, unit: int, source: Source, schema_, builds) -> None:
-        cfg = self.config
-        files, skipped = plan.files(unit), []
-        try:
-            rows, skipped_records = self._score_files(plan.path(unit), source, files, schema_, builds)
-        except (InputError, AccountingError):
-            raise
-        except Exception:  # a file Spark cannot read through: find which, probing every column
-            bad = find_bad_files(self.spark, files, source.fmt, schema_, cfg.columns.text) if source.is_files else []
-            if not bad:
-                raise
-            self._refuse_bad_files(bad)
-            skipped = [{"file": p, "error": r} for p, r in bad]
-            files = [f for f in files if f not in {p for p, _ in bad}]
-            log.warning("skipping %d unreadable file(s): %s", len(bad), [p for p, _ in bad])
-            rows, skipped_records = self._score_files(plan.path(unit), source, files, schema_, builds)
-        plan.commit(unit, {"input_rows": rows, "skipped_files": skipped, "skipped_records": skipped_records})
-
-    def _scores(self, source, builds=None):
-        """The scored frame: from the text (encoder + heads), or heads only from ``columns.embedding``."""
-        cfg = self.config
-        if cfg.columns.embedding is not None:
-            return score_embeddings(source, cfg.scorer, cfg.columns.embedding, cfg.columns.embedding_dtype)
-        return annotate(source, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=builds)
-
-    def _score_files(self, path: str, source: Source, files: list[str], schema_, builds) -> tuple[int, dict]:
-        """Count, check and score ``files`` into the unit's directory: (rows scored, {file: bad records skipped})."""
-        cfg = self.config
-        if not files:
-            self._scores(self.spark.createDataFrame([], schema_)).write.mode("overwrite").parquet(path)
-            return 0, {}
-        counts = self._file_counts(source.read(files, schema_))
-        skipped_records = self._bad_records(source, counts, schema_)
-        if cfg.columns.embedding is None:
-            self._check_text_column(source, counts)
-        rows = sum(c["rows"] - c["bad"] for c in counts.values())
-        good = source.read(files, schema_).where(F.col(BAD).isNull()).drop(FILE, BAD)
-        scored = self._scores(good, builds)
-        start = time.perf_counter()
-        with ScoringProgress(self.spark, total=rows, label=f"annotate {path.rsplit('/', 1)[-1]}"):
-            scored.write.mode("overwrite").parquet(path)  # Spark's committer: all of it or nothing
-        self._scoring["seconds"] += time.perf_counter() - start
-        self._scoring["rows"] += rows
-        written = self.spark.read.parquet(path).count()
-        if written != rows:
-            raise AccountingError(f"{path}: read {rows} rows but wrote {written}")
-        return rows, skipped_records
-
-    def _file_counts(self, rows) -> dict:
-        """Per file: rows, bad records, rows with a text value (one pass)."""
-        text = quoted(self.config.columns.text) if self.config.columns.text in rows.columns else F.lit(None)
-        found = rows.groupBy(FILE).agg(
-            F.count(F.lit(1)).alias("rows"), F.count(F.col(BAD)).alias("bad"), F.count(text).alias("text")
-        ).collect()
-        return {r[FILE]: {"rows": r["rows"], "bad": r["bad"], "text": r["text"]} for r in found}
-
-    def _bad_records(self, source: Source, counts: dict, schema_) -> dict:
-        """Fail naming the first bad record's file and line, or return {file: bad records skipped}."""
-        bad = {normalise(f): c["bad"] for f, c in counts.items() if c["bad"]}
-        if not bad:
-            return {}
-        if self.config.io.on_bad_file == "skip":
-            log.warning("skipping %d bad record(s) in %d file(s)", sum(bad.values()), len(bad))
-            return bad
-        path = min(bad)
-        found = first_bad_line(self.spark, path, schema_, self.config.columns.text)
-        where = f"line {found[0]}: {found[1]}: {found[2]!r}" if found else "bad records"
-        raise InputError(
-            f"{path}: {where} ({bad[path]} bad record(s) in this file; set io.on_bad_file=skip to skip and count them)"
-        )
-
-    def _check_text_column(self, source: Source, counts: dict) -> None:
-        """A parquet file without a single text value may lack the column (merged schemas make it null): name it."""
-        if source.fmt != "parquet":
-            return
-        text = self.config.columns.text
-        for f, c in counts.items():
-            if c["rows"] and not c["text"] and text not in self.spark.read.parquet(f).columns:
-                raise InputError(f"input file {normalise(f)} has no column {text!r} (columns.text); every input file needs it")
-
-    def _scored(self):
-        """The scored rows of every unit (schemas merged: an incremental unit may bring a new column)."""
-        return self.spark.read.option("mergeSchema", "true").parquet(self.paths["scored"])
 
     def refuse_existing(self, *stages: str) -> None:
         """``io.mode=error``: stop before any work if an output these stages write already exists."""

@@ -45,6 +45,7 @@ from spark_jql.method.judge import (
     preflight,
 )
 from spark_jql.spark.api import quoted, require_text_column
+from spark_jql.spark.stage import UnitStage
 
 FIELDS = {"score": IntegerType(), "raw": StringType(), "error": StringType(), "attempts": IntegerType(), "prompt": StringType()}
 
@@ -170,77 +171,79 @@ def _judge_failure(err: Exception) -> JudgeFailureError | None:
     return JudgeFailureError(found.group(1)) if found else None
 
 
+class JudgeStage(UnitStage):
+    """``judge`` on the stage skeleton: units of about ``rows_per_unit`` rows, every judge asked per row."""
+
+    name = "judge"
+
+    def __init__(self, cfg, judge_cfg: JudgeConfig, output: str, checked, partitions: int | None, retry_failed: bool):
+        self.cfg, self.judge_cfg, self.output, self.checked = cfg, judge_cfg, output, checked
+        self.partitions, self.retry_failed = partitions, retry_failed
+        self.language = cfg.columns.language[0] if cfg.columns.language else None
+        self.rows = 0
+        self.bucket_count = 1
+
+    def check(self, spark, schema, source) -> None:
+        from spark_jql.spark import preflight as stage_checks
+
+        out = self.output.rstrip("/")
+        if source.is_files and any(f.path == out or f.path.startswith(out + "/") for f in source.files):
+            raise InputError(f"the output {self.output} is also the input; write a retried run to a new --output")
+        stage_checks.text_stage(self.cfg, self.output, schema)
+        # the columns a judged input must (or must not) have, on an empty frame: before any request
+        judge(spark.createDataFrame([], schema), self.judge_cfg, self.cfg.columns.text, None, self.retry_failed,
+              self.language, self.checked)
+
+    def buckets(self, spark, source, schema, groups: int) -> int:
+        self.rows = source.read([f.path for f in source.files], schema).count() if source.by_file else \
+            source.read([], schema).count()
+        self.bucket_count = max(1, math.ceil(self.rows / groups / self.judge_cfg.rows_per_unit))
+        return self.bucket_count
+
+    def fingerprint(self):
+        from spark_jql.fingerprint import Fingerprint, decisive
+
+        # every judge setting not marked runtime (model, prompts, temperature, max_tokens, max_chars,
+        # score_pattern, decimal_scores, ...), the prompts' contents (their labels carry sha256), the text column
+        settings = {"judge": decisive(self.judge_cfg), "rows": self.rows, "retry_failed": self.retry_failed,
+                    "text": self.cfg.columns.text}
+        prompts = {f"prompt/{e.name}/{lang or 'default'}": p.label for e in self.judge_cfg.judges
+                   for lang, p in [(None, self.checked[0][e.name].default), *sorted(self.checked[0][e.name].by_language.items())]}
+        return Fingerprint(settings, prompts)
+
+    def transform(self, rows, unit: int):
+        from spark_jql.spark.units import UNIT_COLUMN
+
+        rows = rows.drop(UNIT_COLUMN) if UNIT_COLUMN in rows.columns else rows  # (the runner keeps only this unit's bucket)
+        if self.partitions:
+            rows = rows.repartition(self.partitions)
+        return judge(rows, self.judge_cfg, self.cfg.columns.text, None, self.retry_failed, self.language, self.checked)
+
+    def after_unit(self, spark, path: str, unit: int) -> dict:
+        stats, _ = failure_stats(spark.read.parquet(path), self.judge_cfg)
+        problem = _too_many_failures(stats, self.judge_cfg)
+        if problem:  # not committed: a rerun asks this unit again
+            raise JudgeFailureError(f"{problem} in unit {unit}; fix the server and rerun (finished units are kept)")
+        return {"judges": stats}
+
+    def translate(self, err: Exception):
+        return _judge_failure(err)
+
+
 def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, partitions: int | None = None,
                      retry_failed: bool = False) -> dict:
-    """The ``judge`` stage: read io.input, judge it unit by unit (resumable), check counts, summarise."""
-    from spark_jql.spark import preflight as stage_checks
-    from spark_jql.spark.inputs import (
-        detect_format,
-        documents,
-        file_schema,
-        file_stats,
-        input_files,
-    )
+    """The ``judge`` stage: read io.input, judge it unit by unit (resumable, units overlapping), check counts, summarise."""
     from spark_jql.spark.io import join_path
-    from spark_jql.spark.job import AccountingError
     from spark_jql.spark.session import session_for
-    from spark_jql.spark.units import UNIT_COLUMN, UnitPlan, config_hash
+    from spark_jql.spark.stage import run_stage
 
     checked = check_judges(judge_cfg)  # keys and prompt files: before Spark starts
     flight = preflight(judge_cfg, *checked) if judge_cfg.preflight else {}  # every endpoint answers, in seconds
     spark = session_for(cfg)
     out = output or join_path(cfg.io.output, "judged")
-    files = input_files(spark, cfg.io.input)
-    if any(f.rstrip("/") == out.rstrip("/") or f.startswith(out.rstrip("/") + "/") for f in files):
-        raise InputError(f"the output {out} is also the input; write a retried run to a new --output")
-    fmt = detect_format(files) if cfg.io.input_format == "auto" else cfg.io.input_format
-    schema_ = StructType([f for f in file_schema(spark, files, fmt, cfg.columns.text).fields if f.name != UNIT_COLUMN])
-    stage_checks.text_stage(cfg, out, schema_)
-
-    def read(paths):
-        df = documents(spark, paths, fmt, schema_, cfg.columns.text)
-        return df.drop(UNIT_COLUMN) if UNIT_COLUMN in df.columns else df
-
-    language_default = cfg.columns.language[0] if cfg.columns.language else None
-    judge(spark.createDataFrame([], schema_), judge_cfg, cfg.columns.text, None, retry_failed, language_default, checked)
-    total = read(files).count()
-    groups = math.ceil(len(files) / cfg.io.files_per_unit)
-    buckets = max(1, math.ceil(total / groups / judge_cfg.rows_per_unit))
-    extra = {"rows": total, "retry_failed": retry_failed, "text": cfg.columns.text,
-             "judges": {e.name: [e.model, e.base_url, checked[0][e.name].default.label,
-                                 {k: p.label for k, p in sorted(checked[0][e.name].by_language.items())}]
-                        for e in judge_cfg.judges}}
-    plan = UnitPlan(spark, out, file_stats(spark, files), cfg.io.files_per_unit, config_hash(extra), buckets)
-    plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
-    for unit in plan.pending():
-        part = read(plan.files(unit))
-        if buckets > 1:
-            part = part.where(F.pmod(F.xxhash64(quoted(cfg.columns.text)), F.lit(buckets)) == plan.bucket(unit))
-        if partitions:
-            part = part.repartition(partitions)
-        rows = part.count()
-        judged = judge(part, judge_cfg, cfg.columns.text, cfg.spark.arrow_batch_size, retry_failed, language_default, checked)
-        try:
-            judged.write.mode("overwrite").parquet(plan.path(unit))
-        except Exception as err:
-            failure = _judge_failure(err)
-            if failure is None:
-                raise
-            raise failure from None
-        stats, rows_written = failure_stats(spark.read.parquet(plan.path(unit)), judge_cfg)
-        if rows_written != rows:
-            raise AccountingError(f"{plan.path(unit)}: judged {rows} rows but wrote {rows_written}")
-        problem = _too_many_failures(stats, judge_cfg)
-        if problem:  # not committed: a rerun asks this unit again
-            raise JudgeFailureError(f"{problem} in unit {unit}; fix the server and rerun (finished units are kept)")
-        plan.commit(unit, {"input_rows": rows, "judges": stats})
-    markers = plan.markers()
-    written = spark.read.parquet(out)
-    rows_out = written.count()
-    if rows_out != total or sum(m["input_rows"] for m in markers) != total:
-        raise AccountingError(f"judge read {total} rows but {out} holds {rows_out}")
-    summary = {"output": out, "rows": rows_out, "units": len(markers), "units_resumed": plan.resumed,
-               "retry_failed": retry_failed, "preflight": flight, "judges": {}}
+    done = run_stage(spark, cfg, JudgeStage(cfg, judge_cfg, out, checked, partitions, retry_failed), out)
+    written = done["frame"]
+    summary = {**done["summary"], "retry_failed": retry_failed, "preflight": flight, "judges": {}}
     for e in judge_cfg.judges:
         cols = judge_columns(e.name)
         kind = F.substring_index(cols["error"], ":", 1).alias("error")

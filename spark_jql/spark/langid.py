@@ -26,6 +26,7 @@ import pandas as pd
 
 from spark_jql.config import LangIdConfig
 from spark_jql.errors import InputError
+from spark_jql.spark.stage import UnitStage
 from spark_jql.worker_cache import WorkerCache
 
 # lingua ISO 639-3 (macrolanguage) -> the individual language code FineWeb2 / GlotLID uses
@@ -193,31 +194,44 @@ def add_language(df, config: LangIdConfig | None = None, text_column: str = "tex
     return with_id.select(*keep, *new)
 
 
+class LangIdStage(UnitStage):
+    """``langid`` on the stage skeleton (spark/stage.py): the language columns added to every row."""
+
+    name = "langid"
+    adds: list[str] = []  # language columns may exist already (if_exists decides)
+
+    def __init__(self, config, output: str, langid: LangIdConfig):
+        self.config, self.output, self.langid = config, output, langid
+
+    def check(self, spark, schema, source) -> None:
+        from spark_jql.spark import preflight
+
+        preflight.text_stage(self.config, self.output, schema)
+
+    def fingerprint(self):
+        from spark_jql.fingerprint import Fingerprint, decisive
+
+        return Fingerprint({"langid": decisive(self.langid), "text": self.config.columns.text})
+
+    def transform(self, rows, unit: int):
+        return add_language(rows, self.langid, self.config.columns.text)
+
+
+
 def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
-    """``spark-jql langid``: read ``io.input``, write parquet with the language columns to ``output``."""
+    """``spark-jql langid``: read ``io.input``, write parquet with the language columns to ``output``, unit by unit."""
     from pyspark.sql import functions as F
 
-    from spark_jql.spark import preflight
-    from spark_jql.spark.inputs import read_input
     from spark_jql.spark.io import join_path
-    from spark_jql.spark.session import build_session
+    from spark_jql.spark.session import session_for
+    from spark_jql.spark.stage import run_stage
 
-    spark = build_session(config.spark.master, config.spark.app_name, config.spark.conf)
+    spark = session_for(config)
     output = output or join_path(config.io.output, "with_language")
-    start = time.perf_counter()
-    source = read_input(spark, config.io.input, config.io.input_format)
-    preflight.text_stage(config, output, source.schema)
-    rows = source.count()
-    add_language(source, langid, config.columns.text).write.mode(config.io.mode).parquet(output)
-    written = spark.read.parquet(output)
-    counts = written.groupBy(langid.language_column).count().orderBy(F.desc("count")).collect()
-    n = sum(r["count"] for r in counts)
-    if n != rows:
-        raise InputError(f"langid read {rows} rows but wrote {n}")
-    seconds = time.perf_counter() - start
-    return {"langid": {"output": output, "rows": rows, "seconds": round(seconds, 2),
-                       "docs_per_second": round(rows / seconds, 2) if seconds else None,
-                       "languages": {str(r[langid.language_column]): r["count"] for r in counts}}}
+    done = run_stage(spark, config, LangIdStage(config, output, langid), output)
+    counts = done["frame"].groupBy(langid.language_column).count().orderBy(F.desc("count")).collect()
+    run = done["summary"]
+    return {"langid": {**run, "languages": {str(r[langid.language_column]): r["count"] for r in counts}}}
 
 
 # -- benchmark --------------------------------------------------------------------

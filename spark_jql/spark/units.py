@@ -5,8 +5,8 @@
 ``scored/_jql_units/unit-00003.json`` exists (written after Spark's commit).
 
 The manifest (``scored/_jql_units/manifest.json``) records what the units were made from: the
-scorer configuration's hash (everything that changes a score) and each input file's size and
-modification time. A rerun resumes only when both still agree; otherwise it starts over
+stage's fingerprint (every setting that decides the output and the content of every model file,
+:mod:`spark_jql.fingerprint`) and each input file's size and modification time. A rerun resumes only when both still agree; otherwise it starts over
 (``io.mode=overwrite``) or stops with a message saying what changed (``io.mode=error``), so
 scores from two configurations or two versions of a file are never mixed. With
 ``io.incremental`` a rerun whose inputs are the previous files, unchanged, plus new ones keeps
@@ -15,15 +15,13 @@ the finished units and scores only the new files (data-lake ETL: new partitions 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 
 from pyspark.sql import SparkSession
 
-from spark_jql.config import ScorerConfig
 from spark_jql.errors import InputError
+from spark_jql.fingerprint import Fingerprint
 from spark_jql.spark.inputs import UNIT_COLUMN, InputFile
 from spark_jql.spark.storage import (
     clear,
@@ -36,40 +34,39 @@ from spark_jql.spark.storage import (
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = "spark_jql-units-v2"
-__all__ = ["UNIT_COLUMN", "UnitPlan", "scorer_hash"]
+MANIFEST_FORMAT = "spark_jql-units-v3"
+__all__ = ["UNIT_COLUMN", "UnitPlan", "group_files"]
 
 
-def scorer_hash(scorer: ScorerConfig, text_column: str) -> str:
-    """Hash of what decides a document's scores: the scorer settings (not batching or device), the
-    text column, and the size and modification time of local head files."""
-    settings = scorer.model_dump(
-        mode="json", exclude={"token_budget": True, "max_batch_docs": True, "oom_retry": True, "embedder": {"device"}}
-    )
-    settings["text_column"] = text_column
-    for head in settings["heads"]:
-        if head.get("path") and os.path.isfile(head["path"]):
-            st = os.stat(head["path"])
-            head["file"] = [st.st_size, st.st_mtime]
-    return config_hash(settings)
-
-
-def config_hash(settings: dict) -> str:
-    """Hash of the settings that decide a stage's results (what a resumed unit must agree on)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def group_files(files: list[InputFile], unit_bytes: int, files_per_unit: int | None = None) -> list[list[InputFile]]:
+    """Consecutive files in groups of ``files_per_unit``, or else of about ``unit_bytes`` bytes each."""
+    if files_per_unit is not None:
+        return [files[i : i + files_per_unit] for i in range(0, len(files), files_per_unit)]
+    groups, current, size = [], [], 0
+    for f in files:
+        if current and size + (f.size or 0) > unit_bytes:
+            groups.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.size or 0
+    return groups + ([current] if current else [])
 
 
 class UnitPlan:
-    """Units of ``files_per_unit`` files, each split into ``buckets`` units (rows by a hash, chosen by the caller)."""
+    """Units of input files (grouped by :func:`group_files`), each split into ``buckets`` units (rows by a hash).
 
-    def __init__(self, spark: SparkSession, root: str, files: list[InputFile], files_per_unit: int, scorer: str,
-                 buckets: int = 1):
+    ``fingerprint`` is what decides the output (:mod:`spark_jql.fingerprint`): a previous run's units are
+    kept only when it is the same."""
+
+    def __init__(self, spark: SparkSession, root: str, files: list[InputFile], fingerprint: Fingerprint,
+                 unit_bytes: int, files_per_unit: int | None = None, buckets: int = 1):
         self.spark = spark
         self.root = root
+        self.unit_bytes = unit_bytes
         self.files_per_unit = files_per_unit
         self.buckets = buckets
         self.inputs = files
-        self.scorer = scorer
+        self.fingerprint = fingerprint
         self.units: list[list[InputFile]] = self._chunk(files)
         self.meta = join_path(root, "_jql_units")
         self.manifest_path = join_path(self.meta, "manifest.json")
@@ -77,8 +74,11 @@ class UnitPlan:
         self.added_files = 0
 
     def _chunk(self, files: list[InputFile]) -> list[list[InputFile]]:
-        n = self.files_per_unit
-        return [files[i : i + n] for i in range(0, len(files), n) for _ in range(self.buckets)]
+        return [g for g in group_files(files, self.unit_bytes, self.files_per_unit) for _ in range(self.buckets)]
+
+    @property
+    def groups(self) -> int:
+        return len(self.units) // self.buckets
 
     def bucket(self, unit: int) -> int:
         return unit % self.buckets
@@ -92,10 +92,13 @@ class UnitPlan:
     def files(self, unit: int) -> list[str]:
         return [f.path for f in self.units[unit]]
 
+    def size(self, unit: int) -> int:
+        return sum(f.size or 0 for f in self.units[unit])
+
     def manifest(self) -> dict:
         return {
             "format": MANIFEST_FORMAT,
-            "scorer": self.scorer,
+            "fingerprint": self.fingerprint.as_dict(),
             "buckets": self.buckets,
             "units": [[f.as_dict() for f in unit] for unit in self.units],
         }
@@ -143,9 +146,9 @@ class UnitPlan:
         """(why the previous run cannot be continued, or None; the input files it did not have)."""
         if previous.get("buckets", 1) != self.buckets:
             return f"the previous run split files into {previous.get('buckets')} buckets, this one into {self.buckets}", []
-        if previous.get("scorer") != self.scorer:
-            return (f"the scorer configuration differs from the previous run's (hash {previous.get('scorer')} "
-                    f"-> {self.scorer}: embedder, heads, aggregate or text column changed)"), []
+        changed = self.fingerprint.difference(previous.get("fingerprint"))
+        if changed:
+            return f"what decides the output differs from the previous run's: {changed}", []
         before = {f["path"]: f for unit in previous["units"] for f in unit}
         now = {f.path: f for f in self.inputs}
         changed = [p for p, f in now.items() if p in before and (f.size is None or (f.size, f.mtime) != (before[p]["size"], before[p]["mtime"]))]
@@ -164,7 +167,16 @@ class UnitPlan:
     def _done(self) -> dict[int, dict]:
         """Finished units' markers, read in one pass (one Spark read on remote storage)."""
         names = {f"unit-{u:05d}.json": u for u in range(len(self.units))}
-        return {names[n]: json.loads(t) for n, t in read_texts(self.spark, self.meta).items() if n in names}
+        done = {}
+        for name, text in read_texts(self.spark, self.meta).items():
+            if name not in names:
+                continue
+            try:
+                done[names[name]] = json.loads(text)
+            except ValueError:  # a marker cut short (killed while writing it): the unit is simply done again
+                log.warning("commit marker %s is truncated or unreadable: unit %d will be scored again",
+                            join_path(self.meta, name), names[name])
+        return done
 
     def pending(self) -> list[int]:
         done = self._done()

@@ -1,0 +1,48 @@
+"""The fingerprint of a scorer: its deciding settings and the content of every model file it reads.
+
+A resumed run must never mix scores from two encoders: replacing ``model.safetensors`` in the same
+folder between a kill and the rerun is a different scorer, although no setting changed. Local model
+folders are identified by the digest of every file in them (config, tokenizer, weights, adapter
+sub-folders); a Hub model by its resolved snapshot commit; heads by their file's digest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spark_jql.config import ScorerConfig
+from spark_jql.fingerprint import Fingerprint, decisive, file_digest
+from spark_jql.scoring.hub import is_local, local_model_dir, resolve_head_file
+
+
+def model_folder_digests(folder: Path, role: str) -> dict[str, str]:
+    """``{role/relative path: digest}`` of every visible file under a model folder."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            out[f"{role}/{rel.as_posix()}"] = file_digest(path)
+    return out
+
+
+def encoder_identity(scorer: ScorerConfig) -> dict[str, str]:
+    embedder = scorer.embedder
+    if is_local(embedder.model):
+        return model_folder_digests(Path(embedder.model).expanduser(), "encoder")
+    folder, _ = local_model_dir(embedder)  # the Hub cache's snapshot folder is named by its commit
+    return {"encoder": f"hub:{embedder.model}@{folder.name}"}
+
+
+def scorer_fingerprint(scorer: ScorerConfig, text_column: str, with_encoder: bool = True,
+                       with_heads: bool = True) -> Fingerprint:
+    """Everything that decides a document's scores (or, without heads, its embedding)."""
+    settings = decisive(scorer)
+    if not with_heads:
+        settings.pop("heads", None)
+        settings.pop("aggregate", None)
+    settings["text_column"] = text_column
+    files = encoder_identity(scorer) if with_encoder else {}
+    if with_heads:
+        for head in scorer.heads:
+            files[f"head/{head.name}"] = file_digest(resolve_head_file(head))
+    return Fingerprint(settings, files)

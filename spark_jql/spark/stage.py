@@ -1,0 +1,140 @@
+"""The stage skeleton: a stage says what it is; one road runs every stage with the same guarantees.
+
+Like datatrove's ``PipelineStep`` (a step only processes documents; the executor owns sharding and
+completion) and NeMo Curator's ``ProcessingStage`` (``inputs()``/``outputs()`` declared, resources apart
+from logic), a :class:`UnitStage` declares
+
+* ``adds``: the columns it writes (an input column with such a name is refused, never overwritten);
+* ``fingerprint()``: what decides its output (:mod:`spark_jql.fingerprint`: settings minus runtime ones,
+  plus model and prompt files by content);
+* ``check(schema)``: its driver-side checks, before any task;
+* ``transform(rows, unit)``: its work on one unit's good rows.
+
+:func:`run_stage` owns the rest, so a stage written on the skeleton gets it without writing it: reading
+files or tables in every format with the text column and the bad-file policy, work units and the resume
+manifest (``io.mode``, ``io.resume``, ``io.incremental``), planned partitions and overlapping units
+(spark/runner.py), atomic unit commits, row accounting (rows in = rows written + counted skips),
+progress and the summary fields every stage reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from spark_jql.config import JobConfig
+from spark_jql.errors import AccountingError, InputError
+from spark_jql.fingerprint import Fingerprint
+from spark_jql.spark.inputs import Source, check_reserved, find_bad_files
+from spark_jql.spark.progress import ScoringProgress
+from spark_jql.spark.runner import UnitRunner, cluster_slots, session_settings, split_settings
+from spark_jql.spark.units import UnitPlan, group_files
+
+log = logging.getLogger(__name__)
+
+
+class UnitStage(ABC):
+    """One Spark stage that writes a unit-committed output; see the module docstring."""
+
+    name: str = "stage"
+    adds: list[str] = []
+    reads_text: bool = True  # False: the stage reads another column (heads-only rescoring reads embeddings)
+
+    @abstractmethod
+    def fingerprint(self) -> Fingerprint:
+        """What decides this stage's output."""
+
+    def check(self, spark: SparkSession, schema: StructType, source: Source) -> None:
+        """Driver-side checks of the input schema and the stage's own files, before any task."""
+
+    @abstractmethod
+    def transform(self, rows: DataFrame, unit: int) -> DataFrame:
+        """The stage's work on one unit's good rows (every input column)."""
+
+    def buckets(self, spark: SparkSession, source: Source, schema: StructType, groups: int) -> int:
+        """Units per file group (rows split by a hash); 1 unless a stage needs smaller units."""
+        return 1
+
+    def after_unit(self, spark: SparkSession, path: str, unit: int) -> dict:
+        """Checks of a written unit before it is committed; what they return goes into its marker."""
+        return {}
+
+    def translate(self, err: Exception) -> Exception | None:
+        """A stage's own error out of Spark's exception chain (None: not one of its own)."""
+        return None
+
+
+def input_schema(spark: SparkSession, source: Source, io, text_column: str, added: list[str]) -> StructType:
+    """The schema of every input, checked for reserved names; with ``on_bad_file=skip`` unreadable files are left out."""
+    if not source.is_files:
+        found = source.schema()
+    else:
+        paths = [f.path for f in source.files]
+        try:
+            found = source.schema(paths)
+        except Exception:
+            bad = find_bad_files(spark, paths, source.fmt, None, text_column)
+            if not bad:
+                raise
+            if io.on_bad_file == "fail":
+                path, reason = bad[0]
+                raise InputError(f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)") from None
+            good = [f for f in paths if f not in {p for p, _ in bad}]
+            if not good:
+                raise InputError(f"no readable input file among {len(paths)}: {bad[:3]}") from None
+            found = source.schema(good)
+    check_reserved(found.names, added, f"the input ({source.label})")
+    return found
+
+
+def run_stage(spark: SparkSession, cfg: JobConfig, stage: UnitStage, output: str, before_writing=lambda: None) -> dict:
+    """Run ``stage`` over ``cfg.io``'s input into unit directories under ``output``; the common summary fields."""
+    start = time.perf_counter()
+    source = Source(spark, cfg.io, cfg.columns.text)
+    schema = input_schema(spark, source, cfg.io, cfg.columns.text, stage.adds)
+    stage.check(spark, schema, source)
+    groups = len(group_files(source.files, cfg.io.unit_bytes, cfg.io.files_per_unit))
+    buckets = stage.buckets(spark, source, schema, groups)
+    plan = UnitPlan(spark, output, source.files, stage.fingerprint(), cfg.io.unit_bytes, cfg.io.files_per_unit, buckets)
+    plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode, incremental=cfg.io.incremental, before_writing=before_writing)
+    runner = UnitRunner(spark, plan, source, schema, stage.transform, text_column=cfg.columns.text,
+                        on_bad_file=cfg.io.on_bad_file, in_flight=cfg.io.units_in_flight,
+                        check_text_column=stage.reads_text, after_unit=stage.after_unit, translate=stage.translate)
+    pending = plan.pending()
+    settings = split_settings(cluster_slots(spark, cfg.spark.slots), cfg.spark.partitions_per_slot, cfg.spark.arrow_batch_size)
+    work_start = time.perf_counter()
+    with session_settings(spark, settings), ScoringProgress(spark, label=stage.name):
+        runner.run(pending)
+    work_seconds = time.perf_counter() - work_start
+    markers = plan.markers()
+    input_rows = sum(m["input_rows"] for m in markers)
+    written = spark.read.option("mergeSchema", "true").parquet(output)  # an incremental unit may bring a new column
+    rows_out = written.count()
+    if rows_out != input_rows:
+        raise AccountingError(f"{stage.name} read {input_rows} rows but {output} holds {rows_out}")
+    skipped_records = {f: n for m in markers for f, n in m.get("skipped_records", {}).items()}
+    return {
+        "frame": written,
+        "markers": markers,
+        "summary": {
+            "input": cfg.io.input_table or cfg.io.input,
+            "output": output,
+            "input_files": len(source.files),
+            "input_files_added": plan.added_files,
+            "units": len(markers),
+            "units_resumed": plan.resumed,
+            "skipped_files": [f for m in markers for f in m["skipped_files"]],
+            "skipped_records": sum(skipped_records.values()),
+            "skipped_records_by_file": skipped_records,
+            "input_rows": input_rows,
+            "rows": rows_out,
+            "seconds": round(time.perf_counter() - start, 2),
+            "processed_now": runner.scored_rows,
+            "work_seconds": round(work_seconds, 2),
+            "docs_per_second": round(runner.scored_rows / work_seconds, 2) if work_seconds and runner.scored_rows else None,
+        },
+    }
