@@ -25,6 +25,10 @@ class ModelFilesError(ModelNotAvailableError):
     """A model folder is incomplete or inconsistent: missing or foreign tokenizer, corrupt weights."""
 
 
+class AccountingError(SparkJQLError):
+    """Row counts do not add up: a document would have been lost or duplicated (a bug, never the user's data)."""
+
+
 class WorkerLoadError(SparkJQLError):
     """The scorer (or another per-worker model) could not be built on an executor."""
 

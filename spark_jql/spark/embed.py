@@ -22,7 +22,8 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, FloatType
 
 from spark_jql.config import ScorerConfig
-from spark_jql.errors import InputError
+from spark_jql.errors import AccountingError, InputError
+from spark_jql.layout import EMBEDDINGS, OutputLayout
 from spark_jql.schema import PROVENANCE_KEY
 from spark_jql.scoring.models import embedding_metadata
 from spark_jql.spark.api import quoted, require_columns, require_text_column
@@ -120,12 +121,10 @@ def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = 
     """The ``embed`` stage: read io.input, write its embeddings with labels as parquet, check the row count."""
     from spark_jql.spark import preflight
     from spark_jql.spark.inputs import read_input
-    from spark_jql.spark.io import join_path
-    from spark_jql.spark.job import AccountingError
     from spark_jql.spark.session import session_for
 
     spark = session_for(cfg)
-    out = output or join_path(cfg.io.output, "embeddings")
+    out = output or OutputLayout(cfg.io.output).path(EMBEDDINGS)
     source = read_input(spark, cfg.io.input, cfg.io.input_format)
     preflight.embed(spark, cfg, out, source.schema)
     rows_in = source.count()

@@ -29,7 +29,8 @@ from pyspark.sql import functions as F
 
 from spark_jql import schema
 from spark_jql.config import JobConfig
-from spark_jql.errors import InputError
+from spark_jql.errors import AccountingError, InputError  # noqa: F401 - AccountingError was defined here
+from spark_jql.layout import OutputLayout
 from spark_jql.spark import preflight
 from spark_jql.spark.api import (
     KEEP,
@@ -53,30 +54,18 @@ from spark_jql.spark.inputs import (
 )
 from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.session import is_connect
-from spark_jql.spark.storage import exists, join_path, read_text, write_text
+from spark_jql.spark.storage import exists, read_text, write_text
 from spark_jql.spark.units import UNIT_COLUMN, UnitPlan, scorer_hash
 from spark_jql.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 
 
-class AccountingError(RuntimeError):
-    """Row counts do not add up: a document would have been lost or duplicated."""
-
-
 class Job:
     def __init__(self, spark: SparkSession, config: JobConfig):
         self.spark = spark
         self.config = config
-        out = config.io.output
-        self.paths = {
-            "scored": join_path(out, "scored"),
-            "stats": join_path(out, "stats"),
-            "thresholds": join_path(out, "thresholds.json"),
-            "filtered": join_path(out, "filtered"),
-            "dropped": join_path(out, "dropped"),
-            "summary": join_path(out, "summary.json"),
-        }
+        self.paths = OutputLayout(config.io.output).job_paths()
         self.summary: dict = {}
 
     # -- stages -------------------------------------------------------------

@@ -34,7 +34,8 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from spark_jql.config import JudgeConfig
-from spark_jql.errors import InputError
+from spark_jql.errors import AccountingError, InputError
+from spark_jql.layout import JUDGED, OutputLayout
 from spark_jql.method.judge import (
     NO_TEXT,
     JudgeFailureError,
@@ -44,6 +45,7 @@ from spark_jql.method.judge import (
     judge_columns,
     preflight,
 )
+from spark_jql.paths import is_inside
 from spark_jql.spark.api import quoted, require_text_column
 
 FIELDS = {"score": IntegerType(), "raw": StringType(), "error": StringType(), "attempts": IntegerType(), "prompt": StringType()}
@@ -178,20 +180,18 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
         detect_format,
         documents,
         file_schema,
-        file_stats,
         input_files,
     )
-    from spark_jql.spark.io import join_path
-    from spark_jql.spark.job import AccountingError
     from spark_jql.spark.session import session_for
     from spark_jql.spark.units import UNIT_COLUMN, UnitPlan, config_hash
 
     checked = check_judges(judge_cfg)  # keys and prompt files: before Spark starts
     flight = preflight(judge_cfg, *checked) if judge_cfg.preflight else {}  # every endpoint answers, in seconds
     spark = session_for(cfg)
-    out = output or join_path(cfg.io.output, "judged")
-    files = input_files(spark, cfg.io.input)
-    if any(f.rstrip("/") == out.rstrip("/") or f.startswith(out.rstrip("/") + "/") for f in files):
+    out = output or OutputLayout(cfg.io.output).path(JUDGED)
+    listed = input_files(spark, cfg.io.input)
+    files = [f.path for f in listed]
+    if any(is_inside(f, out) for f in files):
         raise InputError(f"the output {out} is also the input; write a retried run to a new --output")
     fmt = detect_format(files) if cfg.io.input_format == "auto" else cfg.io.input_format
     schema_ = StructType([f for f in file_schema(spark, files, fmt, cfg.columns.text).fields if f.name != UNIT_COLUMN])
@@ -210,7 +210,7 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
              "judges": {e.name: [e.model, e.base_url, checked[0][e.name].default.label,
                                  {k: p.label for k, p in sorted(checked[0][e.name].by_language.items())}]
                         for e in judge_cfg.judges}}
-    plan = UnitPlan(spark, out, file_stats(spark, files), cfg.io.files_per_unit, config_hash(extra), buckets)
+    plan = UnitPlan(spark, out, listed, cfg.io.files_per_unit, config_hash(extra), buckets)
     plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
     for unit in plan.pending():
         part = read(plan.files(unit))

@@ -25,7 +25,8 @@ from functools import lru_cache
 import pandas as pd
 
 from spark_jql.config import LangIdConfig
-from spark_jql.errors import InputError
+from spark_jql.errors import AccountingError, InputError
+from spark_jql.layout import WITH_LANGUAGE, OutputLayout
 from spark_jql.worker_cache import WorkerCache
 
 # lingua ISO 639-3 (macrolanguage) -> the individual language code FineWeb2 / GlotLID uses
@@ -199,11 +200,10 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
 
     from spark_jql.spark import preflight
     from spark_jql.spark.inputs import read_input
-    from spark_jql.spark.io import join_path
     from spark_jql.spark.session import build_session
 
     spark = build_session(config.spark.master, config.spark.app_name, config.spark.conf)
-    output = output or join_path(config.io.output, "with_language")
+    output = output or OutputLayout(config.io.output).path(WITH_LANGUAGE)
     start = time.perf_counter()
     source = read_input(spark, config.io.input, config.io.input_format)
     preflight.text_stage(config, output, source.schema)
@@ -213,7 +213,7 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
     counts = written.groupBy(langid.language_column).count().orderBy(F.desc("count")).collect()
     n = sum(r["count"] for r in counts)
     if n != rows:
-        raise InputError(f"langid read {rows} rows but wrote {n}")
+        raise AccountingError(f"langid read {rows} rows but wrote {n}")
     seconds = time.perf_counter() - start
     return {"langid": {"output": output, "rows": rows, "seconds": round(seconds, 2),
                        "docs_per_second": round(rows / seconds, 2) if seconds else None,
