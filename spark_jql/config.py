@@ -230,7 +230,11 @@ class FilterConfig(_Strict):
 class SparkConfig(_Strict):
     master: str | None = Field(None, description="Spark master for local runs; None leaves it to spark-submit.")
     app_name: str = "spark_jql"
-    arrow_batch_size: int = Field(2048, ge=1, le=INT_MAX, description="Rows per Arrow batch handed to the scoring UDF.")
+    arrow_batch_size: int = Field(
+        2048, ge=1, le=INT_MAX,
+        description="Rows at most per batch handed to the scorer, cut from Spark's Arrow batches (whose size, "
+                    "spark.sql.execution.arrow.maxRecordsPerBatch, is left alone and caps this).",
+    )
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
 
     @field_validator("conf", mode="before")

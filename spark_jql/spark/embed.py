@@ -27,20 +27,20 @@ from spark_jql.layout import EMBEDDINGS, OutputLayout
 from spark_jql.schema import PROVENANCE_KEY
 from spark_jql.scoring.models import embedding_metadata
 from spark_jql.spark.api import quoted, require_columns, require_text_column
-from spark_jql.spark.udf import get_scorer, task_device
+from spark_jql.spark.udf import get_scorer, rebatch, task_device
 
 EMBEDDING = "embedding"
 
 
-def make_embed_udf(config: ScorerConfig, docs=None):
-    """A pandas UDF ``text -> array<float>`` (null where the text is empty)."""
+def make_embed_udf(config: ScorerConfig, docs=None, batch_size: int | None = None):
+    """A pandas UDF ``text -> array<float>`` (null where the text is empty), ``batch_size`` rows at most per call."""
     config_json = config.model_dump_json()
     device_setting = config.embedder.device
 
     @pandas_udf(ArrayType(FloatType()))
     def embed_udf(texts: Iterator[pd.Series]) -> Iterator[pd.Series]:
         scorer = None  # built on the first batch: an empty partition loads no model
-        for batch in texts:
+        for batch in rebatch(texts, batch_size):
             if scorer is None:
                 scorer = get_scorer(config_json, task_device(device_setting), with_heads=False)
             if docs is not None:
@@ -104,9 +104,7 @@ def embed(
         lang = F.concat_ws("_", *[_path(df, p).cast("string") for p in parts])
     else:
         lang = F.lit(None).cast("string")
-    if arrow_batch_size is not None:
-        df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
-    udf = make_embed_udf(scorer, docs=docs)
+    udf = make_embed_udf(scorer, docs=docs, batch_size=arrow_batch_size)
     meta = {PROVENANCE_KEY: embedding_metadata(scorer.embedder, "float32")}
     return df.select(
         ident.cast("string").alias("id"),

@@ -47,11 +47,13 @@ from spark_jql.method.judge import (
 )
 from spark_jql.paths import is_inside
 from spark_jql.spark.api import quoted, require_text_column
+from spark_jql.spark.udf import rebatch
 
 FIELDS = {"score": IntegerType(), "raw": StringType(), "error": StringType(), "attempts": IntegerType(), "prompt": StringType()}
 
 
-def make_panel_udf(config: JudgeConfig, prompts: dict[str, PromptSet], keys: dict[str, str | None]):
+def make_panel_udf(config: JudgeConfig, prompts: dict[str, PromptSet], keys: dict[str, str | None],
+                   batch_size: int | None = None):
     """A pandas UDF ``struct<lang, t0, t1, ...> -> struct<j0__score, ...>``: text ``t<i>`` for judge i (null: not asked)."""
     names = [j.name for j in config.judges]
     schema = StructType([StructField(f"j{i}__{f}", t) for i in range(len(names)) for f, t in FIELDS.items()])
@@ -59,7 +61,7 @@ def make_panel_udf(config: JudgeConfig, prompts: dict[str, PromptSet], keys: dic
     @pandas_udf(schema)
     def judge_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         with JudgePanel(config, prompts, keys) as panel:
-            for batch in batches:
+            for batch in rebatch(batches, batch_size):
                 results = panel.judge({n: batch[f"t{i}"].tolist() for i, n in enumerate(names)}, batch["lang"].tolist())
                 out = {}
                 for i, n in enumerate(names):
@@ -111,8 +113,6 @@ def judge(
         core = [cols[f] for f in ("score", "raw", "error", "attempts")]
         if found and any(c not in df.columns for c in core):
             raise InputError(f"judge {e.name!r}: input has only some of its columns {found}; expected at least {core}")
-    if arrow_batch_size is not None:
-        df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
     text = quoted(text_column)
     redo = {}
     for e in config.judges:
@@ -122,7 +122,7 @@ def judge(
     asks = [(F.when(redo[e.name], text) if e.name in redo else text).alias(f"t{i}") for i, e in enumerate(config.judges)]
     language = (quoted(lang).cast("string") if lang else F.lit(None).cast("string")).alias("lang")
     tmp = "__jql_judges"
-    wide = df.select("*", make_panel_udf(config, prompts, keys)(F.struct(language, *asks)).alias(tmp))
+    wide = df.select("*", make_panel_udf(config, prompts, keys, arrow_batch_size)(F.struct(language, *asks)).alias(tmp))
 
     def new(i: int, e, field: str):
         if field == "model":
