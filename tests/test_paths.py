@@ -90,10 +90,12 @@ def test_inputs_are_listed_once_with_size_and_time(spark, tmp_path, monkeypatch,
     (tmp_path / "in" / "sub").mkdir(parents=True)
     (tmp_path / "in" / "a.jsonl").write_text('{"text": "a"}\n')
     (tmp_path / "in" / "sub" / "b.jsonl").write_text('{"text": "bb"}\n')
+    (tmp_path / "in" / "sub" / "empty.jsonl").write_text("")
     (tmp_path / "in" / "_SUCCESS").write_text("")
     monkeypatch.setenv("SPARK_JQL_ARTIFACT_IO", route)
     files = inputs.input_files(spark, [f"file://{tmp_path}/in/*.jsonl", str(tmp_path / "in" / "sub")])
-    assert [(f.path, f.size) for f in files] == [(str(tmp_path.resolve() / "in/a.jsonl"), 14),
-                                                 (str(tmp_path.resolve() / "in/sub/b.jsonl"), 15)]
-    assert all(abs(f.mtime - os.stat(f.path).st_mtime) < 1.0 for f in files)
+    found = tmp_path.resolve() / "in"
+    assert [(f.path, f.size) for f in files] == [(str(found / "a.jsonl"), 14), (str(found / "sub/b.jsonl"), 15),
+                                                 (str(found / "sub/empty.jsonl"), 0)]
+    assert all(abs(f.mtime - os.stat(f.path).st_mtime) < 1.0 for f in files if f.size)
     assert list_files(spark, str(tmp_path / "nothing-*.json")) == []

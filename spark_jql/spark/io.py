@@ -13,6 +13,7 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from pyspark.sql import SparkSession
 
@@ -37,13 +38,17 @@ def list_files(spark: SparkSession, pattern: str) -> list[InputFile]:
         found = [str(f) for match in glob.glob(paths.local_path(pattern)) for f in _data_files(Path(match))]
         return sorted((_stat(paths.normalise(f)) for f in dict.fromkeys(found)), key=lambda f: f.path)
     try:  # binaryFile reads no content unless the content column is selected
-        rows = spark.read.format("binaryFile").load(pattern).select("path", "length", "modificationTime").collect()
+        frame = spark.read.format("binaryFile").load(pattern)
+        rows = frame.select("path", "length", "modificationTime").collect()
     except Exception as err:
         if path_not_found(err):
             return []
         raise
-    listed = {paths.normalise(r["path"]): InputFile(paths.normalise(r["path"]), int(r["length"]),
-                                                    r["modificationTime"].timestamp()) for r in rows}
+    listed = {paths.normalise(unquote(r["path"])): InputFile(paths.normalise(unquote(r["path"])), int(r["length"]),
+                                                             r["modificationTime"].timestamp()) for r in rows}
+    # Spark's scans skip empty files; its listing has them (no rows to read, but a file of the input all the same).
+    for name in frame.inputFiles():
+        listed.setdefault(paths.normalise(unquote(name)), InputFile(paths.normalise(unquote(name)), 0, None))
     return sorted(listed.values(), key=lambda f: f.path)
 
 

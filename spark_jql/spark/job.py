@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 
 from spark_jql import schema
 from spark_jql.config import JobConfig
-from spark_jql.errors import AccountingError, InputError  # noqa: F401 - AccountingError was defined here
+from spark_jql.errors import AccountingError, InputError
 from spark_jql.layout import OutputLayout
 from spark_jql.spark import preflight
 from spark_jql.spark.api import (

@@ -109,12 +109,13 @@ def path_not_found(err: Exception) -> bool:
 def _with_files(spark, path: str, **options) -> list[dict]:
     """``{file, value}``: each file's text under ``path`` (Connect-safe).
 
-    Spark's scans skip empty files, so the files come from the listing and their text from the scan.
+    Spark's scans skip empty files, so the files come from the listing and their text from the scan
+    (the listing's names may be URL-encoded, the scan's are not).
     """
     frame = spark.read.format("binaryFile").options(**options).load(path)
-    texts = {paths.normalise(r["path"]): bytes(r["content"]).decode("utf-8")
+    texts = {paths.normalise(unquote(r["path"])): bytes(r["content"]).decode("utf-8")
              for r in frame.select("path", "content").collect()}
-    return [{"file": f, "value": texts.get(paths.normalise(f), "")} for f in sorted(frame.inputFiles())]
+    return [{"file": f, "value": texts.get(paths.normalise(unquote(f)), "")} for f in sorted(frame.inputFiles())]
 
 
 def _read_spark(spark, path: str) -> str:
