@@ -8,8 +8,6 @@ wrong type fails before Spark starts, with the offending key in the message.
 from __future__ import annotations
 
 import fnmatch
-import os
-import posixpath
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -24,7 +22,10 @@ from pydantic import (
     model_validator,
 )
 
+from spark_jql import paths
 from spark_jql.fingerprint import runtime
+from spark_jql.layout import OutputLayout
+from spark_jql.paths import is_filesystem_root
 
 DEFAULT_EMBEDDER = "Snowflake/snowflake-arctic-embed-m-v2.0"
 JQL_HEADS_REPO = "Jackal-AI/JQL-Edu-Heads"
@@ -32,7 +33,6 @@ DEFAULT_MAX_LENGTH = 8192
 INT_MAX = 2**31 - 1  # Spark's Int.MaxValue: the largest percentile_approx accuracy and batch size it takes
 # Column names spark_jql writes (schema.py's, and units.UNIT_COLUMN); an input column may not be read as one.
 WRITTEN_PREFIXES = ("score_", "jql_", "_jql_", "__jql")
-OUTPUT_SUBDIRS = ("scored", "stats", "filtered", "dropped", "embeddings", "judged", "with_language")
 
 
 class ConfigError(ValueError):
@@ -231,7 +231,12 @@ class FilterConfig(_Strict):
 class SparkConfig(_Strict):
     master: str | None = Field(None, description="Spark master for local runs; None leaves it to spark-submit.")
     app_name: str = "spark_jql"
-    arrow_batch_size: int = runtime(2048, ge=1, le=INT_MAX, description="Rows per Arrow batch handed to the scoring UDF.")
+    arrow_batch_size: int = runtime(
+        2048, ge=1, le=INT_MAX,
+        description="Rows at most per batch handed to the scorer. spark-jql's stages set Spark's Arrow batch size "
+                    "to it for their run and restore it; in df.transform(annotate) batches are cut from Spark's "
+                    "(spark.sql.execution.arrow.maxRecordsPerBatch, left alone, caps this).",
+    )
     slots: int | None = runtime(
         None, ge=1, description="Task slots that score at once (GPUs x tasks per GPU); None: from the session's "
         "GPU resources, else its default parallelism.",
@@ -364,52 +369,30 @@ class IOConfig(_Strict):
         return self
 
 
-def _split_uri(path: str) -> tuple[str, str]:
-    """(scheme://authority, path) for URIs, ('', normalised absolute path) for local paths."""
-    path = path.strip()
-    if path.startswith("file:"):
-        path = re.sub(r"^file:(//)?", "", path)
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/]*)(.*)$", path)
-    if match:
-        return match.group(1), posixpath.normpath("/" + match.group(2)) if match.group(2).strip("/") else "/"
-    return "", os.path.normpath(os.path.abspath(os.path.expanduser(path))) if path else ""
-
-
-def is_filesystem_root(path: str) -> bool:
-    """'' , '/', 'file:///', 's3://bucket/' ...: places where replacing scored/ is never what was meant."""
-    if not path.strip():
-        return True
-    _, local = _split_uri(path)
-    return local in ("/", "")
-
-
 def output_overlaps_input(output: str, inputs: list[str], replaced: list[str] | None = None) -> str | None:
     """Why ``output`` may not be used with ``inputs`` (None if it may): outputs inside an input, or the reverse.
 
-    Lexical (works for every filesystem): an input directory or a glob that covers the output would read
-    the outputs back as input on the next run; an input inside a directory a run replaces (``replaced``,
-    by default the job's scored/, filtered/ ... under ``output``) would be deleted.
+    Lexical (works for every filesystem, classified by spark_jql/paths.py): an input directory or a glob that
+    covers the output would read the outputs back as input on the next run; an input inside a directory a run
+    replaces (``replaced``, by default the job's scored/, filtered/ ... under ``output``) would be deleted.
     """
-    out_fs, out = _split_uri(output)
-    replaced_dirs = [_split_uri(r)[1] for r in replaced] if replaced is not None else [
-        posixpath.join(out, d) for d in OUTPUT_SUBDIRS
-    ]
+    out_fs, out = paths.split(output)
+    replaced = replaced if replaced is not None else OutputLayout(output).replaced_folders
     for pattern in inputs:
-        in_fs, inp = _split_uri(pattern)
+        in_fs, inp = paths.split(pattern)
         if in_fs != out_fs or not inp:
             continue
         if any(c in inp for c in "*?["):
             ancestors = [out] + [str(p) for p in PurePosixPath(out).parents]
             inside = any(fnmatch.fnmatchcase(a, inp) for a in ancestors)
         else:
-            inside = out == inp or out.startswith(inp.rstrip("/") + "/")
+            inside = paths.is_inside(output, pattern)
         if inside:
             return f"output {output!r} lies inside the input {pattern!r}: the next run would read its outputs as input"
-        for r in replaced_dirs:
-            if inp == r or inp.startswith(r.rstrip("/") + "/"):
-                return f"input {pattern!r} lies inside {out_fs + r!r}, which a run with output {output!r} replaces"
+        for folder in replaced:
+            if paths.is_inside(pattern, folder):
+                return f"input {pattern!r} lies inside {paths.normalise(folder)!r}, which a run with output {output!r} replaces"
     return None
-
 
 
 class JobConfig(_Strict):

@@ -26,7 +26,7 @@ class ModelFilesError(ModelNotAvailableError):
 
 
 class AccountingError(SparkJQLError):
-    """Row counts do not add up: a document would have been lost or duplicated."""
+    """Row counts do not add up: a document would have been lost or duplicated (a bug, never the user's data)."""
 
 
 class WorkerLoadError(SparkJQLError):

@@ -46,3 +46,21 @@ def test_user_errors_are_one_line_and_exit_2(capsys):
     assert main(["validate", "--set", "filter.quantile=1.5"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("spark-jql: error:") and "quantile" in err and "\n" not in err
+
+
+def test_a_row_accounting_failure_is_one_line_and_exit_code_2(monkeypatch, capsys):
+    import dataclasses
+
+    import spark_jql.cli as cli
+    from spark_jql.errors import AccountingError, SparkJQLError
+    from spark_jql.spark import job
+
+    assert job.AccountingError is AccountingError and issubclass(AccountingError, SparkJQLError)  # old import works
+
+    def lose_a_row(args):
+        raise AccountingError("filter: kept 3 + dropped 1 (thresholded 4) != scored 5")
+
+    commands = [dataclasses.replace(c, run=lose_a_row) if c.name == "validate" else c for c in all_commands()]
+    monkeypatch.setattr(cli, "all_commands", lambda: commands)
+    assert main(["validate"]) == 2
+    assert capsys.readouterr().err == "spark-jql: error: filter: kept 3 + dropped 1 (thresholded 4) != scored 5\n"

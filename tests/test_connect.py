@@ -63,11 +63,13 @@ def test_job_report_and_langid_over_spark_connect(spark, connect_url, gte_bundle
     assert run["filter"]["kept_rows"] + run["filter"]["dropped_rows"] == 160
     assert spark.read.parquet(str(out / "filtered")).count() == run["filter"]["kept_rows"]
 
-    # Artifacts went through Spark: folders holding one text file, read back the same way.
+    # Artifacts went through Spark and, the path being visible here, were renamed to single files.
     monkeypatch.setenv("SPARK_JQL_ARTIFACT_IO", "spark")
     from spark_jql.spark.storage import read_text, read_texts
 
-    assert (out / "thresholds.json").is_dir() and (out / "summary.json").is_dir()
+    for name in ["thresholds.json", "summary.json", "report.html", "report.json"]:
+        assert (out / name).is_file(), name
+    assert results["report"]["report"] == str(out / "report.html")
     assert Thresholds.from_json(read_text(spark, str(out / "thresholds.json"))).global_documents == 160
     assert json.loads(read_text(spark, str(out / "summary.json"))) == run
     assert set(read_texts(spark, str(out / "scored" / "_jql_units"))) == {"manifest.json", "unit-00000.json"}
@@ -82,3 +84,41 @@ def test_job_report_and_langid_over_spark_connect(spark, connect_url, gte_bundle
     assert any("/ 160 docs" in line and "tasks " in line and "ETA" in line for line in lines), proc.stderr[-3000:]
     assert any("annotate jql_unit=00000: done, 160 docs" in line for line in lines), lines
     assert len(inputs) == 2
+
+
+SESSION_CLIENT = textwrap.dedent(
+    """
+    import json, os, sys
+    from pyspark.sql import SparkSession
+    from spark_jql import paths
+    from spark_jql.spark import storage
+    from spark_jql.spark.session import connect_host, is_connect
+
+    url, folder = sys.argv[1:]
+    assert "SPARK_REMOTE" not in os.environ
+    spark = SparkSession.builder.remote(url).getOrCreate()  # as a notebook does, no environment variable
+    found = {"connect": is_connect(spark), "host": connect_host(spark)}
+    found["visible"] = storage.write_text(spark, "file://" + folder + "/visible.json", '{"a": 1}')
+    paths.local_view = lambda path: None  # a client that cannot see the cluster's filesystem
+    found["hidden"] = storage.write_text(spark, "file://" + folder + "/hidden.json", '{"b": 2}')
+    found["hidden_text"] = storage.read_text(spark, "file://" + folder + "/hidden.json")
+    print("RESULTS " + json.dumps(found))
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("grpc") is None, reason="pyspark[connect] extras not installed")
+def test_a_session_built_with_remote_is_connect_and_writes_single_files(connect_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_REMOTE"}
+    env.update(PYTHONPATH=str(REPO), SPARK_JQL_ARTIFACT_IO="spark")  # as for s3://, abfss:// or dbfs:/ paths
+    proc = subprocess.run([sys.executable, "-c", SESSION_CLIENT, connect_url, str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    found = json.loads(proc.stdout.split("RESULTS ", 1)[1])
+    assert found["connect"] is True and found["host"] == "127.0.0.1"
+    # Seen from here: Spark's folder replaced by its one part file, at the path asked for.
+    assert found["visible"].endswith("/visible.json") and (tmp_path / "visible.json").read_text() == '{"a": 1}'
+    # Not seen from here: the folder stays, and the path returned is the file to open.
+    part = Path(found["hidden"].replace("file:", "", 1))
+    assert (tmp_path / "hidden.json").is_dir() and part.parent == tmp_path / "hidden.json" and part.is_file()
+    assert found["hidden_text"] == '{"b": 2}'

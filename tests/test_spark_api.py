@@ -213,3 +213,12 @@ def test_fineweb2_end_to_end(spark, gte_bundle):
     kept, dropped = apply_thresholds(out, th, 0.7, LANG2)
     assert kept.count() + dropped.count() == 800
     out.unpersist()
+
+
+def test_annotate_leaves_the_session_arrow_batch_size_alone(spark, corpus, scorer_config):
+    """The stage's batch size is cut inside its UDF (tests/test_udf_batches.py), never set on the caller's session."""
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    scored = annotate(corpus.limit(30), scorer_config, arrow_batch_size=int(before) // 2 + 3)
+    assert len(scored.select(schema.AGGREGATE).collect()) == 30
+    assert spark.conf.get(key) == before

@@ -83,10 +83,13 @@ kept.write.mode("overwrite").parquet(f"{OUTPUT}/filtered")
 
 # COMMAND ----------
 
+from spark_jql.paths import local_view
 from spark_jql.report import write_report
 
 result = write_report(spark, OUTPUT)          # reads stats/ and thresholds.json only
-displayHTML(open(result["report"].replace("dbfs:", "/dbfs"), encoding="utf-8").read())
+# result["report"] is the file written: report.html itself, or its part file where Spark Connect could not rename;
+# local_view gives the driver's FUSE path of it (dbfs:/Volumes/... -> /Volumes/..., dbfs:/... -> /dbfs/...).
+displayHTML(open(local_view(result["report"]), encoding="utf-8").read())
 
 # COMMAND ----------
 

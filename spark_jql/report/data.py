@@ -13,7 +13,8 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from spark_jql import schema
 from spark_jql.errors import InputError
-from spark_jql.spark.storage import join_path, read_text
+from spark_jql.layout import STATS, SUMMARY, THRESHOLDS, OutputLayout
+from spark_jql.spark.storage import read_text
 from spark_jql.thresholds import Thresholds, _qkey
 
 log = logging.getLogger(__name__)
@@ -104,15 +105,16 @@ def collect_report_data(
     filter_quantile: float | None = None,
 ) -> ReportData:
     """All numbers the report shows, from ``<output>/stats`` and ``<output>/thresholds.json``."""
-    stats_path = join_path(output, "stats")
+    layout = OutputLayout(output)
+    stats_path = layout.path(STATS)
     try:
         stats = spark.read.parquet(stats_path)
     except Exception as err:
         raise InputError(f"cannot read {stats_path} (run annotate first): {str(err).splitlines()[0]}") from err
-    thr_path = join_path(output, "thresholds.json")
+    thr_path = layout.path(THRESHOLDS)
     thresholds = Thresholds.from_json(read_text(spark, thr_path), thr_path)
     try:
-        summary = json.loads(read_text(spark, join_path(output, "summary.json")))
+        summary = json.loads(read_text(spark, layout.path(SUMMARY)))
     except (InputError, ValueError):
         summary = {}
     if filter_quantile is None:

@@ -21,6 +21,7 @@ import logging
 
 from pyspark.sql import SparkSession
 
+from spark_jql.layout import REPORT_HTML, REPORT_JSON, OutputLayout
 from spark_jql.report.data import MAX_LANGUAGE_PLOTS, ReportData, collect_report_data
 from spark_jql.report.plots import (
     _CSS,
@@ -30,7 +31,7 @@ from spark_jql.report.plots import (
     plot_language_histograms,
     plot_retention,
 )
-from spark_jql.spark.storage import join_path, write_text
+from spark_jql.spark.storage import write_text
 from spark_jql.thresholds import _qkey
 
 log = logging.getLogger(__name__)
@@ -189,10 +190,13 @@ def write_report(spark: SparkSession, output: str, path: str | None = None, bins
     """Build the report for the run under ``output``; write ``report.html`` and ``report.json``. Returns a summary."""
     data = collect_report_data(spark, output, bins=bins, filter_quantile=filter_quantile)
     page = render_html(data)
-    path = path or join_path(output, "report.html")
-    write_text(spark, path, page)
-    json_path = path[: -len(".html")] + ".json" if path.endswith(".html") else path + ".json"
-    write_text(spark, json_path, data.to_json())
-    log.info("report: %s", path)
-    return {"report": path, "report_json": json_path, "languages": data.totals["languages"],
+    if path is None:
+        layout = OutputLayout(output)
+        path, json_path = layout.path(REPORT_HTML), layout.path(REPORT_JSON)
+    else:
+        json_path = path[: -len(".html")] + ".json" if path.endswith(".html") else path + ".json"
+    # The files to open: the paths asked for, or a part file where a Connect client cannot rename (spark/storage.py).
+    page_file, json_file = write_text(spark, path, page), write_text(spark, json_path, data.to_json())
+    log.info("report: %s", page_file)
+    return {"report": page_file, "report_json": json_file, "languages": data.totals["languages"],
             "documents": data.totals["documents"], "bytes": len(page.encode("utf-8"))}

@@ -49,9 +49,9 @@ def annotate(
 ) -> DataFrame:
     """Add ``score_<head>``, ``jql_score``, ``jql_tokens``, ``jql_truncated``; keep every input column and row.
 
-    ``arrow_batch_size`` sets ``spark.sql.execution.arrow.maxRecordsPerBatch`` on
-    the session (rows per batch handed to the scorer). ``builds``/``docs`` are
-    optional accumulators (see :func:`spark_jql.spark.udf.make_score_udf`).
+    ``arrow_batch_size``: rows per batch handed to the scorer, at most (the session's settings are left
+    alone; see :func:`spark_jql.spark.udf.rebatch`). ``builds``/``docs`` are optional accumulators
+    (see :func:`spark_jql.spark.udf.make_score_udf`).
     """
     scorer = scorer or ScorerConfig()
     require_text_column(df, text_column)
@@ -59,9 +59,7 @@ def annotate(
     clash = [c for c in added if c in df.columns]
     if clash:
         raise InputError(f"input already has output column(s) {clash}; drop or rename them before annotating")
-    if arrow_batch_size is not None:
-        df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
-    score = make_score_udf(scorer, builds=builds, docs=docs, build_pids=build_pids)
+    score = make_score_udf(scorer, builds=builds, docs=docs, build_pids=build_pids, batch_size=arrow_batch_size)
     with_result = df.select("*", score(quoted(text_column)).alias(_RESULT))
     meta = _metadata(scorer, scorer.store_embedding if scorer.store_embedding != "none" else "float32")
     return with_result.select(
@@ -81,6 +79,7 @@ def score_embeddings(
     scorer: ScorerConfig | None = None,
     embedding_column: str = schema.EMBEDDING,
     encoding: str = "auto",
+    arrow_batch_size: int | None = None,
 ) -> DataFrame:
     """Heads-only scoring: stored embeddings in, ``score_<head>``, ``jql_score`` (+ token columns) out.
 
@@ -99,7 +98,7 @@ def score_embeddings(
     encoding, meta = check_embedding_input(df, scorer, embedding_column, encoding)
     names = [h.name for h in scorer.heads]
     recomputed = [schema.head_column(n) for n in names] + [schema.AGGREGATE]
-    heads = make_heads_udf(scorer, encoding)
+    heads = make_heads_udf(scorer, encoding, arrow_batch_size)
     with_result = df.select("*", heads(quoted(embedding_column)).alias(_RESULT))
     out_meta = {schema.PROVENANCE_KEY: {**meta, "heads": names}}
 

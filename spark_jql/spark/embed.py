@@ -23,24 +23,25 @@ from pyspark.sql.types import ArrayType, FloatType
 
 from spark_jql.config import ScorerConfig
 from spark_jql.errors import InputError
+from spark_jql.layout import EMBEDDINGS, OutputLayout
 from spark_jql.schema import PROVENANCE_KEY
 from spark_jql.scoring.models import embedding_metadata
 from spark_jql.spark.api import quoted, require_columns, require_text_column
 from spark_jql.spark.stage import UnitStage
-from spark_jql.spark.udf import get_scorer, task_device
+from spark_jql.spark.udf import get_scorer, rebatch, task_device
 
 EMBEDDING = "embedding"
 
 
-def make_embed_udf(config: ScorerConfig, docs=None):
-    """A pandas UDF ``text -> array<float>`` (null where the text is empty)."""
+def make_embed_udf(config: ScorerConfig, docs=None, batch_size: int | None = None):
+    """A pandas UDF ``text -> array<float>`` (null where the text is empty), ``batch_size`` rows at most per call."""
     config_json = config.model_dump_json()
     device_setting = config.embedder.device
 
     @pandas_udf(ArrayType(FloatType()))
     def embed_udf(texts: Iterator[pd.Series]) -> Iterator[pd.Series]:
         scorer = None  # built on the first batch: an empty partition loads no model
-        for batch in texts:
+        for batch in rebatch(texts, batch_size):
             if scorer is None:
                 scorer = get_scorer(config_json, task_device(device_setting), with_heads=False)
             if docs is not None:
@@ -104,9 +105,7 @@ def embed(
         lang = F.concat_ws("_", *[_path(df, p).cast("string") for p in parts])
     else:
         lang = F.lit(None).cast("string")
-    if arrow_batch_size is not None:
-        df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
-    udf = make_embed_udf(scorer, docs=docs)
+    udf = make_embed_udf(scorer, docs=docs, batch_size=arrow_batch_size)
     meta = {PROVENANCE_KEY: embedding_metadata(scorer.embedder, "float32")}
     return df.select(
         ident.cast("string").alias("id"),
@@ -144,7 +143,7 @@ class EmbedStage(UnitStage):
 
     def transform(self, rows: DataFrame, unit: int) -> DataFrame:
         frame = embed(rows, self.cfg.scorer, self.cfg.columns.text, self.id_column, self.language, self.constant,
-                      self.labels)
+                      self.labels, self.cfg.spark.arrow_batch_size)
         if self.id_column is None:  # numbered per unit: the unit keeps ids unique across units and reruns
             frame = frame.withColumn("id", F.concat(F.lit(f"{unit}-"), F.col("id")))
         return frame
@@ -153,12 +152,11 @@ class EmbedStage(UnitStage):
 def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = None, id_column: str | None = "id",
                      language_path: str | None = None) -> dict:
     """The ``embed`` stage: read io.input, write its embeddings with labels as parquet, unit by unit (resumable)."""
-    from spark_jql.spark.io import join_path
     from spark_jql.spark.session import session_for
     from spark_jql.spark.stage import run_stage
 
     spark = session_for(cfg)
-    out = output or join_path(cfg.io.output, "embeddings")
+    out = output or OutputLayout(cfg.io.output).path(EMBEDDINGS)
     done = run_stage(spark, cfg, EmbedStage(cfg, out, labels or [], id_column, language_path), out)
     written = done["frame"]
     with_embedding = written.where("embedding IS NOT NULL").count()

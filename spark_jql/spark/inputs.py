@@ -19,12 +19,6 @@ dropped; a file that lacks the text column is an error naming it.
 
 from __future__ import annotations
 
-import os
-import posixpath
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import unquote
-
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -39,7 +33,8 @@ from pyspark.sql.types import (
 
 from spark_jql import schema
 from spark_jql.errors import InputError, first_line
-from spark_jql.spark.io import expand
+from spark_jql.paths import normalise
+from spark_jql.spark.io import InputFile, list_files
 
 FILE = "__jql_file"
 BAD = "__jql_bad"
@@ -58,66 +53,23 @@ FILE_FORMATS = ("parquet", "json")
 _MAGIC = {"1F8B": "gzip", "425A68": "bzip2", "28B52FFD": "zstd", "FD377A585A": "xz", "504B0304": "zip"}
 
 
-@dataclass(frozen=True)
-class InputFile:
-    path: str
-    size: int | None = None
-    mtime: float | None = None  # seconds since the epoch
-
-    def as_dict(self) -> dict:
-        return {"path": self.path, "size": self.size, "mtime": self.mtime}
-
-
 # -- paths ------------------------------------------------------------------------------------------
 
 
-def normalise(path: str) -> str:
-    """One spelling per file: ``dir/../dir/a.jsonl``, ``./dir/a.jsonl`` and ``file:///.../a.jsonl`` agree."""
-    if path.startswith("file:"):
-        path = unquote(path[len("file:"):])
-        path = "/" + path.lstrip("/")
-    if "://" not in path:
-        return os.path.realpath(os.path.expanduser(path))
-    scheme, rest = path.split("://", 1)
-    authority, _, key = rest.partition("/")
-    return f"{scheme}://{authority}{posixpath.normpath('/' + key) if key else ''}"
+def input_files(spark: SparkSession, patterns: list[str]) -> list[InputFile]:
+    """Every file the patterns match with its size and modification time (one listing), sorted, de-duplicated.
 
-
-def input_files(spark: SparkSession, patterns: list[str]) -> list[str]:
-    """Every file the patterns match, normalised, sorted and de-duplicated; each pattern must match something."""
+    Each pattern must match something.
+    """
     if not patterns:
         raise InputError("no input given: set io.input (a path or glob, parquet or JSON lines) or io.input_table")
-    paths: list[str] = []
+    found: dict[str, InputFile] = {}
     for pattern in patterns:
-        matched = expand(spark, pattern)
+        matched = list_files(spark, pattern)
         if not matched:
             raise InputError(f"input {pattern!r} matches no file")
-        for path in matched:
-            local = normalise(path) if "://" not in path or path.startswith("file:") else None
-            if local is not None and Path(local).is_dir():
-                paths += [str(f) for f in sorted(Path(local).rglob("*"))  # Spark skips _/. files and folders
-                          if f.is_file() and not any(p.startswith((".", "_")) for p in f.relative_to(local).parts)]
-            else:
-                paths.append(normalise(path))
-    return sorted(dict.fromkeys(paths))
-
-
-def file_stats(spark: SparkSession, paths: list[str]) -> list[InputFile]:
-    """Size and modification time of each file: ``os.stat`` locally, Spark's ``binaryFile`` listing elsewhere."""
-    remote = [p for p in paths if "://" in p]
-    listed = {}
-    if remote:  # binaryFile reads no content unless the content column is selected
-        rows = spark.read.format("binaryFile").load(remote).select("path", "length", "modificationTime").collect()
-        listed = {normalise(r["path"]): (int(r["length"]), r["modificationTime"].timestamp()) for r in rows}
-    out = []
-    for p in paths:
-        if "://" in p:
-            size, mtime = listed.get(p, (None, None))
-        else:
-            st = os.stat(p)
-            size, mtime = st.st_size, st.st_mtime
-        out.append(InputFile(p, size, mtime))
-    return out
+        found.update((f.path, f) for f in matched)
+    return [found[p] for p in sorted(found)]
 
 
 def detect_format(paths: list[str]) -> str:
@@ -280,7 +232,7 @@ def documents(spark: SparkSession, paths: list[str], fmt: str, data_schema: Stru
 
 def read_input(spark: SparkSession, patterns: list[str], input_format: str = "auto", text_column: str = "text") -> DataFrame:
     """One DataFrame over all inputs (paths or globs), for stages that read the whole input at once."""
-    paths = input_files(spark, patterns)
+    paths = [f.path for f in input_files(spark, patterns)]
     fmt = detect_format(paths) if input_format == "auto" else input_format
     if fmt not in FILE_FORMATS:
         return read_dataset(spark, None, paths[0], fmt)
@@ -322,11 +274,11 @@ class Source:
             self.by_file = files is not None
             self.files = files if files is not None else [InputFile(f"{self.fmt}:{self.label}")]
         else:
-            paths = input_files(spark, io.input)
+            self.files = input_files(spark, io.input)
+            paths = [f.path for f in self.files]
             self.fmt = detect_format(paths) if io.input_format == "auto" else io.input_format
             self.label = ", ".join(io.input)
             self.by_file = True
-            self.files = file_stats(spark, paths)
 
     @property
     def is_files(self) -> bool:

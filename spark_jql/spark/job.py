@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 from spark_jql import schema
 from spark_jql.config import JobConfig
 from spark_jql.errors import AccountingError, InputError
+from spark_jql.layout import OutputLayout
 from spark_jql.scoring.identity import scorer_fingerprint
 from spark_jql.spark import preflight
 from spark_jql.spark.api import (
@@ -45,7 +46,7 @@ from spark_jql.spark.api import (
 )
 from spark_jql.spark.session import is_connect
 from spark_jql.spark.stage import UnitStage, run_stage
-from spark_jql.spark.storage import exists, join_path, read_text, write_text
+from spark_jql.spark.storage import exists, read_text, write_text
 from spark_jql.spark.units import UNIT_COLUMN
 from spark_jql.thresholds import Thresholds
 
@@ -79,23 +80,16 @@ class AnnotateStage(UnitStage):
     def transform(self, rows, unit: int):
         cfg = self.cfg
         if self.heads_only:
-            return score_embeddings(rows, cfg.scorer, cfg.columns.embedding, cfg.columns.embedding_dtype)
-        return annotate(rows, cfg.scorer, cfg.columns.text, builds=self.builds)
+            return score_embeddings(rows, cfg.scorer, cfg.columns.embedding, cfg.columns.embedding_dtype,
+                                    cfg.spark.arrow_batch_size)
+        return annotate(rows, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=self.builds)
 
 
 class Job:
     def __init__(self, spark: SparkSession, config: JobConfig):
         self.spark = spark
         self.config = config
-        out = config.io.output
-        self.paths = {
-            "scored": join_path(out, "scored"),
-            "stats": join_path(out, "stats"),
-            "thresholds": join_path(out, "thresholds.json"),
-            "filtered": join_path(out, "filtered"),
-            "dropped": join_path(out, "dropped"),
-            "summary": join_path(out, "summary.json"),
-        }
+        self.paths = OutputLayout(config.io.output).job_paths()
         self.summary: dict = {}
 
     # -- stages -------------------------------------------------------------

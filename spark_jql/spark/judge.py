@@ -35,6 +35,7 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from spark_jql.config import JudgeConfig
 from spark_jql.errors import InputError
+from spark_jql.layout import JUDGED, OutputLayout
 from spark_jql.method.judge import (
     NO_TEXT,
     JudgeFailureError,
@@ -44,13 +45,16 @@ from spark_jql.method.judge import (
     judge_columns,
     preflight,
 )
+from spark_jql.paths import is_inside
 from spark_jql.spark.api import quoted, require_text_column
 from spark_jql.spark.stage import UnitStage
+from spark_jql.spark.udf import rebatch
 
 FIELDS = {"score": IntegerType(), "raw": StringType(), "error": StringType(), "attempts": IntegerType(), "prompt": StringType()}
 
 
-def make_panel_udf(config: JudgeConfig, prompts: dict[str, PromptSet], keys: dict[str, str | None]):
+def make_panel_udf(config: JudgeConfig, prompts: dict[str, PromptSet], keys: dict[str, str | None],
+                   batch_size: int | None = None):
     """A pandas UDF ``struct<lang, t0, t1, ...> -> struct<j0__score, ...>``: text ``t<i>`` for judge i (null: not asked)."""
     names = [j.name for j in config.judges]
     schema = StructType([StructField(f"j{i}__{f}", t) for i in range(len(names)) for f, t in FIELDS.items()])
@@ -58,7 +62,7 @@ def make_panel_udf(config: JudgeConfig, prompts: dict[str, PromptSet], keys: dic
     @pandas_udf(schema)
     def judge_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         with JudgePanel(config, prompts, keys) as panel:
-            for batch in batches:
+            for batch in rebatch(batches, batch_size):
                 results = panel.judge({n: batch[f"t{i}"].tolist() for i, n in enumerate(names)}, batch["lang"].tolist())
                 out = {}
                 for i, n in enumerate(names):
@@ -110,8 +114,6 @@ def judge(
         core = [cols[f] for f in ("score", "raw", "error", "attempts")]
         if found and any(c not in df.columns for c in core):
             raise InputError(f"judge {e.name!r}: input has only some of its columns {found}; expected at least {core}")
-    if arrow_batch_size is not None:
-        df.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
     text = quoted(text_column)
     redo = {}
     for e in config.judges:
@@ -121,7 +123,7 @@ def judge(
     asks = [(F.when(redo[e.name], text) if e.name in redo else text).alias(f"t{i}") for i, e in enumerate(config.judges)]
     language = (quoted(lang).cast("string") if lang else F.lit(None).cast("string")).alias("lang")
     tmp = "__jql_judges"
-    wide = df.select("*", make_panel_udf(config, prompts, keys)(F.struct(language, *asks)).alias(tmp))
+    wide = df.select("*", make_panel_udf(config, prompts, keys, arrow_batch_size)(F.struct(language, *asks)).alias(tmp))
 
     def new(i: int, e, field: str):
         if field == "model":
@@ -186,8 +188,7 @@ class JudgeStage(UnitStage):
     def check(self, spark, schema, source) -> None:
         from spark_jql.spark import preflight as stage_checks
 
-        out = self.output.rstrip("/")
-        if source.is_files and any(f.path == out or f.path.startswith(out + "/") for f in source.files):
+        if source.is_files and any(is_inside(f.path, self.output) for f in source.files):
             raise InputError(f"the output {self.output} is also the input; write a retried run to a new --output")
         stage_checks.text_stage(self.cfg, self.output, schema)
         # the columns a judged input must (or must not) have, on an empty frame: before any request
@@ -217,7 +218,8 @@ class JudgeStage(UnitStage):
         rows = rows.drop(UNIT_COLUMN) if UNIT_COLUMN in rows.columns else rows  # (the runner keeps only this unit's bucket)
         if self.partitions:
             rows = rows.repartition(self.partitions)
-        return judge(rows, self.judge_cfg, self.cfg.columns.text, None, self.retry_failed, self.language, self.checked)
+        return judge(rows, self.judge_cfg, self.cfg.columns.text, self.cfg.spark.arrow_batch_size, self.retry_failed,
+                     self.language, self.checked)
 
     def after_unit(self, spark, path: str, unit: int) -> dict:
         stats, _ = failure_stats(spark.read.parquet(path), self.judge_cfg)
@@ -233,14 +235,13 @@ class JudgeStage(UnitStage):
 def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, partitions: int | None = None,
                      retry_failed: bool = False) -> dict:
     """The ``judge`` stage: read io.input, judge it unit by unit (resumable, units overlapping), check counts, summarise."""
-    from spark_jql.spark.io import join_path
     from spark_jql.spark.session import session_for
     from spark_jql.spark.stage import run_stage
 
     checked = check_judges(judge_cfg)  # keys and prompt files: before Spark starts
     flight = preflight(judge_cfg, *checked) if judge_cfg.preflight else {}  # every endpoint answers, in seconds
     spark = session_for(cfg)
-    out = output or join_path(cfg.io.output, "judged")
+    out = output or OutputLayout(cfg.io.output).path(JUDGED)
     done = run_stage(spark, cfg, JudgeStage(cfg, judge_cfg, out, checked, partitions, retry_failed), out)
     written = done["frame"]
     summary = {**done["summary"], "retry_failed": retry_failed, "preflight": flight, "judges": {}}

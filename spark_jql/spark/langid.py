@@ -26,6 +26,7 @@ import pandas as pd
 
 from spark_jql.config import LangIdConfig
 from spark_jql.errors import InputError
+from spark_jql.layout import WITH_LANGUAGE, OutputLayout
 from spark_jql.spark.stage import UnitStage
 from spark_jql.worker_cache import WorkerCache
 
@@ -222,12 +223,11 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
     """``spark-jql langid``: read ``io.input``, write parquet with the language columns to ``output``, unit by unit."""
     from pyspark.sql import functions as F
 
-    from spark_jql.spark.io import join_path
     from spark_jql.spark.session import session_for
     from spark_jql.spark.stage import run_stage
 
     spark = session_for(config)
-    output = output or join_path(config.io.output, "with_language")
+    output = output or OutputLayout(config.io.output).path(WITH_LANGUAGE)
     done = run_stage(spark, config, LangIdStage(config, output, langid), output)
     counts = done["frame"].groupBy(langid.language_column).count().orderBy(F.desc("count")).collect()
     run = done["summary"]

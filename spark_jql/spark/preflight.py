@@ -21,10 +21,10 @@ from spark_jql.config import (
     ColumnsConfig,
     JobConfig,
     ScorerConfig,
-    is_filesystem_root,
     output_overlaps_input,
 )
 from spark_jql.errors import InputError, ModelFilesError, ModelNotAvailableError
+from spark_jql.paths import is_filesystem_root
 from spark_jql.scoring.hub import looks_like_path
 from spark_jql.scoring.preflight import ScorerCheck, check_scorer
 from spark_jql.spark.storage import read_text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from urllib.parse import urlparse
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,17 @@ log = logging.getLogger(__name__)
 def is_connect(spark) -> bool:
     """True for a Spark Connect session (no sparkContext, RDDs, accumulators or ``_jvm`` there)."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def connect_host(spark) -> str | None:
+    """Host name of a Connect session's server, from the session itself (``builder.remote(url)`` sets no env var)."""
+    try:
+        builder = spark.client._builder
+        host = getattr(builder, "host", None) or getattr(getattr(builder, "url", None), "hostname", None)
+    except Exception:  # a client without these internals: fall back to SPARK_REMOTE
+        host = None
+    url = remote_url() or ""
+    return host or ("localhost" if url.startswith("local") else urlparse(url).hostname)
 
 
 def remote_url(master: str | None = None) -> str | None:

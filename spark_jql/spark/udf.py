@@ -107,6 +107,21 @@ def get_scorer(config_json: str, device: str, on_build=None, with_heads: bool = 
     return scorer
 
 
+def rebatch(batches: Iterator, size: int | None) -> Iterator:
+    """Each pandas batch cut into chunks of at most ``size`` rows (as ``predict_batch_udf`` does).
+
+    The stage's batch size applies to this UDF alone: setting ``spark.sql.execution.arrow.maxRecordsPerBatch``
+    instead would change every later pandas UDF of the caller's session. Spark's batches are never merged, so
+    a ``size`` above that setting (10,000 by default) gives Spark's batches.
+    """
+    for batch in batches:
+        if size is None or len(batch) <= size:
+            yield batch
+            continue
+        for start in range(0, len(batch), size):
+            yield batch.iloc[start:start + size]
+
+
 def _failure_injection() -> bool:
     """Test hook: ``SPARK_JQL_TEST_FAIL_ONCE=<path>`` fails the first attempt of partition 0, once.
 
@@ -124,8 +139,8 @@ def _failure_injection() -> bool:
     return True
 
 
-def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None):
-    """A pandas UDF ``text -> struct<score_*, jql_score, jql_tokens, jql_truncated>``.
+def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None, batch_size: int | None = None):
+    """A pandas UDF ``text -> struct<score_*, jql_score, jql_tokens, jql_truncated>``, ``batch_size`` rows at most per scorer call.
 
     ``builds`` / ``docs`` / ``build_pids`` are optional accumulators (classic sessions
     only: Spark Connect has none) counting scorer builds, scored documents and the pids
@@ -154,7 +169,7 @@ def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None
                 yield batch
 
         fail_once = _failure_injection()
-        for frame in BatchTimer().timed(scorer.score_batches(counted(texts))):
+        for frame in BatchTimer().timed(scorer.score_batches(counted(rebatch(texts, batch_size)))):
             yield frame
             if fail_once:
                 raise RuntimeError("spark_jql test hook: failing this task attempt after one batch")
@@ -176,7 +191,7 @@ def get_head_scorer(config_json: str):
     return _HEADS.get(config_json, build)[0]
 
 
-def make_heads_udf(config: ScorerConfig, encoding: str):
+def make_heads_udf(config: ScorerConfig, encoding: str, batch_size: int | None = None):
     """A pandas UDF ``stored embedding -> struct<score_*, jql_score>``: heads only, on the CPU, no encoder."""
     config_json = config.model_dump_json()
     return_type = result_schema([h.name for h in config.heads], heads_only=True)
@@ -186,7 +201,7 @@ def make_heads_udf(config: ScorerConfig, encoding: str):
     def heads_udf(values: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         configure_worker_logging(log_level)
         scorer = get_head_scorer(config_json)
-        for batch in values:
+        for batch in rebatch(values, batch_size):
             frame = scorer.score(batch.tolist(), encoding)
             frame.index = batch.index
             yield frame
