@@ -68,4 +68,5 @@ def test_quick_cluster_sim_runs_annotate_on_a_simulated_device(tmp_path):
     # the device really slept: every real token the driver counted went through it, at the configured rate
     assert w["tokens"] == w["expected_tokens"] > 0
     slept = w["tokens"] * w["settings"]["seconds_per_1k_tokens"] / 1000
-    assert slept * 0.98 <= w["device_seconds"] <= slept * 1.05 + 0.01 * w["micro_batches"]
+    # measured intervals: never shorter than asked; longer by the wake-up delay on a loaded machine
+    assert slept * 0.99 <= w["device_seconds"] <= slept * 1.3 + 0.05 * w["micro_batches"]
