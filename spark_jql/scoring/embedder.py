@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from spark_jql.config import EmbedderConfig
+from spark_jql.scoring import simulated
 from spark_jql.scoring.hub import is_local, model_load_error, require_local
 from spark_jql.scoring.models import load_encoder, provenance, resolve
 
@@ -70,6 +71,7 @@ class Embedder:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.max_length = self._effective_max_length(config.max_length)
         self.provenance = provenance(config, str(self.dtype).removeprefix("torch."))
+        self.simulated = simulated.from_env()  # devtools-only cluster-sim hook; None unless its env var is set
 
     def _effective_max_length(self, wanted: int) -> int:
         limits = [wanted]
@@ -153,6 +155,8 @@ class Embedder:
         return torch.nn.functional.normalize(pooled, p=2, dim=-1) if self.config.normalize else pooled
 
     def embed(self, ids: list[list[int]]) -> torch.Tensor:
+        if self.simulated is not None:  # bench cluster-sim: sleep per real token instead of the forward pass
+            return self.simulated.embed(ids, self.dim, self.device)
         return self.embed_padded(*self.pad(ids))
 
 

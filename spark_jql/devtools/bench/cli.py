@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import os
 import platform
@@ -37,6 +36,7 @@ from spark_jql.devtools.bench.report import (
     device_description,
     format_table,
     gpu_sharing_advice,
+    write_json,
 )
 from spark_jql.devtools.bench.workload import (
     build_bundle,
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spark-jql bench",
         description="Throughput of the JQL scorer vs a JQL-style baseline, with random weights (no downloads).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Other benchmarks: 'cluster-sim' (how busy annotate keeps N simulated accelerator slots; "
+               "'cluster-sim --help').",
     )
     p.add_argument("--arch", choices=ARCH_CHOICES, default="gte-small", help="encoder architecture (random weights)")
     p.add_argument("--docs", type=int, default=2000, help="documents in the workload")
@@ -88,7 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SUBCOMMANDS = {"cluster-sim": "spark_jql.devtools.bench.cluster_sim"}  # name -> module with main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    report: dict = {"command": "python -m spark_jql.devtools.bench " + " ".join(sys.argv[1:] if argv is None else argv)}
+    report: dict = {"command": "python -m spark_jql.devtools.bench " + " ".join(argv)}
     t0 = time.perf_counter()
 
     files = args.corpus if args.corpus is not None else default_corpus_files()
@@ -229,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     report["wall_seconds"] = round(time.perf_counter() - t0, 1)
     print_report(report)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json(args.json, report)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 
@@ -61,3 +62,12 @@ def gpu_sharing_advice(tok_docs_per_s_core: float, gpu_docs_per_s: float, measur
         "tokenizer_cores_to_keep_gpu_busy": round(cores, 1),
         "one_task_per_gpu_busy_fraction_at_1_core": round(min(1.0, 1 / cores), 3) if cores else 1.0,
     }
+
+
+def write_json(path, report: dict) -> None:
+    """``--json PATH``: the whole report, folders created."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
