@@ -122,26 +122,28 @@ def write_embeddings(cfg, output: str | None = None, labels: list[str] | None = 
     from spark_jql.spark.inputs import read_input
     from spark_jql.spark.io import join_path
     from spark_jql.spark.job import AccountingError
+    from spark_jql.spark.lease import OutputLease
     from spark_jql.spark.session import session_for
 
     spark = session_for(cfg)
     out = output or join_path(cfg.io.output, "embeddings")
     source = read_input(spark, cfg.io.input, cfg.io.input_format)
     preflight.embed(spark, cfg, out, source.schema)
-    rows_in = source.count()
-    if language_path:  # an explicit --language wins over the job's columns section
-        language, constant = language_path, None
-    else:
-        constant = cfg.columns.constant_language
-        language = None if constant else cfg.columns.language
-    frame = embed(source, cfg.scorer, cfg.columns.text, id_column,
-                  language, constant, list(labels or []), cfg.spark.arrow_batch_size)
-    frame.write.mode(cfg.io.mode).parquet(out)
-    written = spark.read.parquet(out)
-    rows_out = written.count()
-    if rows_out != rows_in:
-        raise AccountingError(f"embed read {rows_in} rows but wrote {rows_out} to {out}")
-    with_embedding = written.where("embedding IS NOT NULL").count()
-    provenance = written.schema[EMBEDDING].metadata.get(PROVENANCE_KEY, {})
-    return {"output": out, "rows": rows_out, "rows_with_embedding": with_embedding, "columns": written.columns,
-            "embedder": provenance}
+    with OutputLease(spark, out, "embed", beside=True):
+        rows_in = source.count()
+        if language_path:  # an explicit --language wins over the job's columns section
+            language, constant = language_path, None
+        else:
+            constant = cfg.columns.constant_language
+            language = None if constant else cfg.columns.language
+        frame = embed(source, cfg.scorer, cfg.columns.text, id_column,
+                      language, constant, list(labels or []), cfg.spark.arrow_batch_size)
+        frame.write.mode(cfg.io.mode).parquet(out)
+        written = spark.read.parquet(out)
+        rows_out = written.count()
+        if rows_out != rows_in:
+            raise AccountingError(f"embed read {rows_in} rows but wrote {rows_out} to {out}")
+        with_embedding = written.where("embedding IS NOT NULL").count()
+        provenance = written.schema[EMBEDDING].metadata.get(PROVENANCE_KEY, {})
+        return {"output": out, "rows": rows_out, "rows_with_embedding": with_embedding, "columns": written.columns,
+                "embedder": provenance}

@@ -51,6 +51,7 @@ from spark_jql.spark.inputs import (
     first_bad_line,
     normalise,
 )
+from spark_jql.spark.lease import OutputLease
 from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.session import is_connect
 from spark_jql.spark.storage import exists, join_path, read_text, write_text
@@ -82,57 +83,58 @@ class Job:
     # -- stages -------------------------------------------------------------
     def annotate(self, thresholds_follow: bool = False) -> dict:
         """Score every input row, unit by unit; a rerun over the same inputs and scorer skips finished units."""
-        cfg = self.config
-        start = time.perf_counter()
-        source = Source(self.spark, cfg.io, cfg.columns.text)
-        schema_ = self._input_schema(source)  # one schema for every unit
-        preflight.annotate(self.spark, cfg, schema_, thresholds_follow)
-        plan = UnitPlan(self.spark, self.paths["scored"], source.files, cfg.io.files_per_unit,
-                        scorer_hash(cfg.scorer, cfg.columns.text))
-        plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode, incremental=cfg.io.incremental,
-                     before_writing=lambda: self.refuse_existing("annotate"))
-        self._scoring = {"rows": 0, "seconds": 0.0}  # the scoring actions alone, for docs/s
-        # Scorer builds are a classic-only diagnostic (accumulators); counts come from the data.
-        builds = None if is_connect(self.spark) else self.spark.sparkContext.accumulator(0)
-        for unit in plan.pending():
-            self._annotate_unit(plan, unit, source, schema_, builds)
-        markers = plan.markers()
-        input_rows = sum(m["input_rows"] for m in markers)
-        written = self._scored()
-        scored_rows = written.count()
-        if scored_rows != input_rows:
-            raise AccountingError(f"annotate read {input_rows} rows but {self.paths['scored']} holds {scored_rows}")
-        written.drop(cfg.columns.text).write.mode("overwrite").parquet(self.paths["stats"])
-        if cfg.io.output_tables.scored:
-            self._write(written.drop(UNIT_COLUMN), "scored", partition=False)
-        with_score = written.where(quoted(schema.AGGREGATE).isNotNull()).count()
-        skipped_records = {f: n for m in markers for f, n in m.get("skipped_records", {}).items()}
-        seconds = time.perf_counter() - start
-        result = {
-            "input": cfg.io.input_table or cfg.io.input,
-            "input_files": len(source.files),
-            "input_files_added": plan.added_files,
-            "units": len(markers),
-            "units_resumed": plan.resumed,
-            "skipped_files": [f for m in markers for f in m["skipped_files"]],
-            "skipped_records": sum(skipped_records.values()),
-            "skipped_records_by_file": skipped_records,
-            "input_rows": input_rows,
-            "scored_rows": scored_rows,
-            "rows_with_score": with_score,
-            "rows_without_text": scored_rows - with_score,
-            "scorer_builds": builds.value if builds is not None else None,
-            "seconds": round(seconds, 2),
-            "scored_now": self._scoring["rows"],
-            "scoring_seconds": round(self._scoring["seconds"], 2),
-            # scoring throughput: documents scored by this run / time of the actions that scored them (the
-            # stage's other work -- listing, counting, writing stats/ -- is in "seconds", not here)
-            "docs_per_second": (round(self._scoring["rows"] / self._scoring["seconds"], 2)
-                                if self._scoring["seconds"] else None),
-            "heads_only": cfg.columns.embedding is not None,
-        }
-        log.info("annotate: %s", result)
-        return self._record("annotate", result)
+        with OutputLease(self.spark, self.config.io.output, "annotate"):
+            cfg = self.config
+            start = time.perf_counter()
+            source = Source(self.spark, cfg.io, cfg.columns.text)
+            schema_ = self._input_schema(source)  # one schema for every unit
+            preflight.annotate(self.spark, cfg, schema_, thresholds_follow)
+            plan = UnitPlan(self.spark, self.paths["scored"], source.files, cfg.io.files_per_unit,
+                            scorer_hash(cfg.scorer, cfg.columns.text))
+            plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode, incremental=cfg.io.incremental,
+                         before_writing=lambda: self.refuse_existing("annotate"))
+            self._scoring = {"rows": 0, "seconds": 0.0}  # the scoring actions alone, for docs/s
+            # Scorer builds are a classic-only diagnostic (accumulators); counts come from the data.
+            builds = None if is_connect(self.spark) else self.spark.sparkContext.accumulator(0)
+            for unit in plan.pending():
+                self._annotate_unit(plan, unit, source, schema_, builds)
+            markers = plan.markers()
+            input_rows = sum(m["input_rows"] for m in markers)
+            written = self._scored()
+            scored_rows = written.count()
+            if scored_rows != input_rows:
+                raise AccountingError(f"annotate read {input_rows} rows but {self.paths['scored']} holds {scored_rows}")
+            written.drop(cfg.columns.text).write.mode("overwrite").parquet(self.paths["stats"])
+            if cfg.io.output_tables.scored:
+                self._write(written.drop(UNIT_COLUMN), "scored", partition=False)
+            with_score = written.where(quoted(schema.AGGREGATE).isNotNull()).count()
+            skipped_records = {f: n for m in markers for f, n in m.get("skipped_records", {}).items()}
+            seconds = time.perf_counter() - start
+            result = {
+                "input": cfg.io.input_table or cfg.io.input,
+                "input_files": len(source.files),
+                "input_files_added": plan.added_files,
+                "units": len(markers),
+                "units_resumed": plan.resumed,
+                "skipped_files": [f for m in markers for f in m["skipped_files"]],
+                "skipped_records": sum(skipped_records.values()),
+                "skipped_records_by_file": skipped_records,
+                "input_rows": input_rows,
+                "scored_rows": scored_rows,
+                "rows_with_score": with_score,
+                "rows_without_text": scored_rows - with_score,
+                "scorer_builds": builds.value if builds is not None else None,
+                "seconds": round(seconds, 2),
+                "scored_now": self._scoring["rows"],
+                "scoring_seconds": round(self._scoring["seconds"], 2),
+                # scoring throughput: documents scored by this run / time of the actions that scored them (the
+                # stage's other work -- listing, counting, writing stats/ -- is in "seconds", not here)
+                "docs_per_second": (round(self._scoring["rows"] / self._scoring["seconds"], 2)
+                                    if self._scoring["seconds"] else None),
+                "heads_only": cfg.columns.embedding is not None,
+            }
+            log.info("annotate: %s", result)
+            return self._record("annotate", result)
 
     def _input_schema(self, source: Source):
         """Schema of all inputs, checked for reserved names; with ``on_bad_file=skip`` unreadable files are left out."""
@@ -284,59 +286,62 @@ class Job:
         return self.spark.read.format(io.output_format).load(self.paths[what])
 
     def thresholds(self) -> Thresholds:
-        cfg = self.config
-        self.refuse_existing("thresholds")
-        scored = preflight.scored(self.spark, self.paths["scored"], cfg)
-        result = compute_thresholds(scored, cfg.thresholds, cfg.columns)
-        write_text(self.spark, self.paths["thresholds"], result.to_json())
-        self._record(
-            "thresholds",
-            {
-                "languages": len(result.languages),
-                "fallback_languages": sum(e.fallback for e in result.languages),
-                "global_thresholds": result.global_thresholds,
-                "documents": result.global_documents,
-            },
-        )
-        return result
+        with OutputLease(self.spark, self.config.io.output, "thresholds"):
+            cfg = self.config
+            self.refuse_existing("thresholds")
+            scored = preflight.scored(self.spark, self.paths["scored"], cfg)
+            result = compute_thresholds(scored, cfg.thresholds, cfg.columns)
+            write_text(self.spark, self.paths["thresholds"], result.to_json())
+            self._record(
+                "thresholds",
+                {
+                    "languages": len(result.languages),
+                    "fallback_languages": sum(e.fallback for e in result.languages),
+                    "global_thresholds": result.global_thresholds,
+                    "documents": result.global_documents,
+                },
+            )
+            return result
 
     def filter(self, thresholds: Thresholds | None = None) -> dict:
-        cfg = self.config
-        self.refuse_existing("filter")
-        if thresholds is None:
-            thresholds = preflight.thresholds_file(self.spark, self.paths["thresholds"], cfg)
-        scored = preflight.scored(self.spark, self.paths["scored"], cfg)
-        marked = mark_rows(scored, thresholds, cfg.filter.quantile, cfg.columns)
-        kept, dropped = split_marked(marked.drop(UNIT_COLUMN), thresholds.score_column)
-        kept_written = self._write(kept, "filtered")
-        dropped_source = self._write(dropped, "dropped") if cfg.filter.write_dropped else dropped
-        per_language, unknown_rows = self._retention(marked, thresholds)
-        scored_rows = scored.count()  # parquet metadata: an independent count to check the others against
-        kept_rows = kept_written.count()
-        by_reason = {r[schema.DROP_REASON]: r["count"] for r in dropped_source.groupBy(schema.DROP_REASON).count().collect()}
-        dropped_rows = sum(by_reason.values())
-        marked_rows = sum(r["documents"] for r in per_language)
-        if kept_rows + dropped_rows != scored_rows or marked_rows != scored_rows:
-            raise AccountingError(
-                f"filter: kept {kept_rows} + dropped {dropped_rows} (thresholded {marked_rows}) != scored {scored_rows}"
-            )
-        result = {
-            "quantile": cfg.filter.quantile,
-            "scored_rows": scored_rows,
-            "kept_rows": kept_rows,
-            "dropped_rows": dropped_rows,
-            "dropped_by_reason": by_reason,
-            "rows_with_unknown_language": unknown_rows,
-            "per_language": per_language,
-        }
-        log.info("filter: kept %d of %d (%s)", kept_rows, scored_rows, by_reason)
-        return self._record("filter", result)
+        with OutputLease(self.spark, self.config.io.output, "filter"):
+            cfg = self.config
+            self.refuse_existing("filter")
+            if thresholds is None:
+                thresholds = preflight.thresholds_file(self.spark, self.paths["thresholds"], cfg)
+            scored = preflight.scored(self.spark, self.paths["scored"], cfg)
+            marked = mark_rows(scored, thresholds, cfg.filter.quantile, cfg.columns)
+            kept, dropped = split_marked(marked.drop(UNIT_COLUMN), thresholds.score_column)
+            kept_written = self._write(kept, "filtered")
+            dropped_source = self._write(dropped, "dropped") if cfg.filter.write_dropped else dropped
+            per_language, unknown_rows = self._retention(marked, thresholds)
+            scored_rows = scored.count()  # parquet metadata: an independent count to check the others against
+            kept_rows = kept_written.count()
+            by_reason = {r[schema.DROP_REASON]: r["count"] for r in dropped_source.groupBy(schema.DROP_REASON).count().collect()}
+            dropped_rows = sum(by_reason.values())
+            marked_rows = sum(r["documents"] for r in per_language)
+            if kept_rows + dropped_rows != scored_rows or marked_rows != scored_rows:
+                raise AccountingError(
+                    f"filter: kept {kept_rows} + dropped {dropped_rows} (thresholded {marked_rows}) != scored {scored_rows}"
+                )
+            result = {
+                "quantile": cfg.filter.quantile,
+                "scored_rows": scored_rows,
+                "kept_rows": kept_rows,
+                "dropped_rows": dropped_rows,
+                "dropped_by_reason": by_reason,
+                "rows_with_unknown_language": unknown_rows,
+                "per_language": per_language,
+            }
+            log.info("filter: kept %d of %d (%s)", kept_rows, scored_rows, by_reason)
+            return self._record("filter", result)
 
     def run(self) -> dict:
-        self.refuse_existing("annotate", "thresholds", "filter")  # before anything is written
-        self.annotate(thresholds_follow=True)
-        self.filter(self.thresholds())
-        return self.summary
+        with OutputLease(self.spark, self.config.io.output, "run"):
+            self.refuse_existing("annotate", "thresholds", "filter")  # before anything is written
+            self.annotate(thresholds_follow=True)
+            self.filter(self.thresholds())
+            return self.summary
 
     # -- helpers ------------------------------------------------------------
     def _retention(self, marked, thresholds: Thresholds) -> tuple[list[dict], int]:

@@ -183,6 +183,7 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
     )
     from spark_jql.spark.io import join_path
     from spark_jql.spark.job import AccountingError
+    from spark_jql.spark.lease import OutputLease
     from spark_jql.spark.session import session_for
     from spark_jql.spark.units import UNIT_COLUMN, UnitPlan, config_hash
 
@@ -197,59 +198,60 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
     schema_ = StructType([f for f in file_schema(spark, files, fmt, cfg.columns.text).fields if f.name != UNIT_COLUMN])
     stage_checks.text_stage(cfg, out, schema_)
 
-    def read(paths):
-        df = documents(spark, paths, fmt, schema_, cfg.columns.text)
-        return df.drop(UNIT_COLUMN) if UNIT_COLUMN in df.columns else df
+    with OutputLease(spark, out, "judge", beside=True):
+        def read(paths):
+            df = documents(spark, paths, fmt, schema_, cfg.columns.text)
+            return df.drop(UNIT_COLUMN) if UNIT_COLUMN in df.columns else df
 
-    language_default = cfg.columns.language[0] if cfg.columns.language else None
-    judge(spark.createDataFrame([], schema_), judge_cfg, cfg.columns.text, None, retry_failed, language_default, checked)
-    total = read(files).count()
-    groups = math.ceil(len(files) / cfg.io.files_per_unit)
-    buckets = max(1, math.ceil(total / groups / judge_cfg.rows_per_unit))
-    extra = {"rows": total, "retry_failed": retry_failed, "text": cfg.columns.text,
-             "judges": {e.name: [e.model, e.base_url, checked[0][e.name].default.label,
-                                 {k: p.label for k, p in sorted(checked[0][e.name].by_language.items())}]
-                        for e in judge_cfg.judges}}
-    plan = UnitPlan(spark, out, file_stats(spark, files), cfg.io.files_per_unit, config_hash(extra), buckets)
-    plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
-    for unit in plan.pending():
-        part = read(plan.files(unit))
-        if buckets > 1:
-            part = part.where(F.pmod(F.xxhash64(quoted(cfg.columns.text)), F.lit(buckets)) == plan.bucket(unit))
-        if partitions:
-            part = part.repartition(partitions)
-        rows = part.count()
-        judged = judge(part, judge_cfg, cfg.columns.text, cfg.spark.arrow_batch_size, retry_failed, language_default, checked)
-        try:
-            judged.write.mode("overwrite").parquet(plan.path(unit))
-        except Exception as err:
-            failure = _judge_failure(err)
-            if failure is None:
-                raise
-            raise failure from None
-        stats, rows_written = failure_stats(spark.read.parquet(plan.path(unit)), judge_cfg)
-        if rows_written != rows:
-            raise AccountingError(f"{plan.path(unit)}: judged {rows} rows but wrote {rows_written}")
-        problem = _too_many_failures(stats, judge_cfg)
-        if problem:  # not committed: a rerun asks this unit again
-            raise JudgeFailureError(f"{problem} in unit {unit}; fix the server and rerun (finished units are kept)")
-        plan.commit(unit, {"input_rows": rows, "judges": stats})
-    markers = plan.markers()
-    written = spark.read.parquet(out)
-    rows_out = written.count()
-    if rows_out != total or sum(m["input_rows"] for m in markers) != total:
-        raise AccountingError(f"judge read {total} rows but {out} holds {rows_out}")
-    summary = {"output": out, "rows": rows_out, "units": len(markers), "units_resumed": plan.resumed,
-               "retry_failed": retry_failed, "preflight": flight, "judges": {}}
-    for e in judge_cfg.judges:
-        cols = judge_columns(e.name)
-        kind = F.substring_index(cols["error"], ":", 1).alias("error")
-        counts = written.groupBy(F.col(cols["score"]).alias("score"), kind).count().collect()
-        scores, errors = {}, {}
-        for r in counts:
-            scores[str(r["score"])] = scores.get(str(r["score"]), 0) + r["count"]
-            if r["error"] is not None:
-                errors[r["error"]] = errors.get(r["error"], 0) + r["count"]
-        summary["judges"][e.name] = {"model": e.model, "endpoint": e.base_url, "prompt": checked[0][e.name].default.label,
-                                     "scores": dict(sorted(scores.items())), "errors": errors}
-    return summary
+        language_default = cfg.columns.language[0] if cfg.columns.language else None
+        judge(spark.createDataFrame([], schema_), judge_cfg, cfg.columns.text, None, retry_failed, language_default, checked)
+        total = read(files).count()
+        groups = math.ceil(len(files) / cfg.io.files_per_unit)
+        buckets = max(1, math.ceil(total / groups / judge_cfg.rows_per_unit))
+        extra = {"rows": total, "retry_failed": retry_failed, "text": cfg.columns.text,
+                 "judges": {e.name: [e.model, e.base_url, checked[0][e.name].default.label,
+                                     {k: p.label for k, p in sorted(checked[0][e.name].by_language.items())}]
+                            for e in judge_cfg.judges}}
+        plan = UnitPlan(spark, out, file_stats(spark, files), cfg.io.files_per_unit, config_hash(extra), buckets)
+        plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode)
+        for unit in plan.pending():
+            part = read(plan.files(unit))
+            if buckets > 1:
+                part = part.where(F.pmod(F.xxhash64(quoted(cfg.columns.text)), F.lit(buckets)) == plan.bucket(unit))
+            if partitions:
+                part = part.repartition(partitions)
+            rows = part.count()
+            judged = judge(part, judge_cfg, cfg.columns.text, cfg.spark.arrow_batch_size, retry_failed, language_default, checked)
+            try:
+                judged.write.mode("overwrite").parquet(plan.path(unit))
+            except Exception as err:
+                failure = _judge_failure(err)
+                if failure is None:
+                    raise
+                raise failure from None
+            stats, rows_written = failure_stats(spark.read.parquet(plan.path(unit)), judge_cfg)
+            if rows_written != rows:
+                raise AccountingError(f"{plan.path(unit)}: judged {rows} rows but wrote {rows_written}")
+            problem = _too_many_failures(stats, judge_cfg)
+            if problem:  # not committed: a rerun asks this unit again
+                raise JudgeFailureError(f"{problem} in unit {unit}; fix the server and rerun (finished units are kept)")
+            plan.commit(unit, {"input_rows": rows, "judges": stats})
+        markers = plan.markers()
+        written = spark.read.parquet(out)
+        rows_out = written.count()
+        if rows_out != total or sum(m["input_rows"] for m in markers) != total:
+            raise AccountingError(f"judge read {total} rows but {out} holds {rows_out}")
+        summary = {"output": out, "rows": rows_out, "units": len(markers), "units_resumed": plan.resumed,
+                   "retry_failed": retry_failed, "preflight": flight, "judges": {}}
+        for e in judge_cfg.judges:
+            cols = judge_columns(e.name)
+            kind = F.substring_index(cols["error"], ":", 1).alias("error")
+            counts = written.groupBy(F.col(cols["score"]).alias("score"), kind).count().collect()
+            scores, errors = {}, {}
+            for r in counts:
+                scores[str(r["score"])] = scores.get(str(r["score"]), 0) + r["count"]
+                if r["error"] is not None:
+                    errors[r["error"]] = errors.get(r["error"], 0) + r["count"]
+            summary["judges"][e.name] = {"model": e.model, "endpoint": e.base_url, "prompt": checked[0][e.name].default.label,
+                                         "scores": dict(sorted(scores.items())), "errors": errors}
+        return summary

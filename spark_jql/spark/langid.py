@@ -200,6 +200,7 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
     from spark_jql.spark import preflight
     from spark_jql.spark.inputs import read_input
     from spark_jql.spark.io import join_path
+    from spark_jql.spark.lease import OutputLease
     from spark_jql.spark.session import build_session
 
     spark = build_session(config.spark.master, config.spark.app_name, config.spark.conf)
@@ -207,17 +208,18 @@ def cli_langid(config, output: str | None, langid: LangIdConfig) -> dict:
     start = time.perf_counter()
     source = read_input(spark, config.io.input, config.io.input_format)
     preflight.text_stage(config, output, source.schema)
-    rows = source.count()
-    add_language(source, langid, config.columns.text).write.mode(config.io.mode).parquet(output)
-    written = spark.read.parquet(output)
-    counts = written.groupBy(langid.language_column).count().orderBy(F.desc("count")).collect()
-    n = sum(r["count"] for r in counts)
-    if n != rows:
-        raise InputError(f"langid read {rows} rows but wrote {n}")
-    seconds = time.perf_counter() - start
-    return {"langid": {"output": output, "rows": rows, "seconds": round(seconds, 2),
-                       "docs_per_second": round(rows / seconds, 2) if seconds else None,
-                       "languages": {str(r[langid.language_column]): r["count"] for r in counts}}}
+    with OutputLease(spark, output, "langid", beside=True):
+        rows = source.count()
+        add_language(source, langid, config.columns.text).write.mode(config.io.mode).parquet(output)
+        written = spark.read.parquet(output)
+        counts = written.groupBy(langid.language_column).count().orderBy(F.desc("count")).collect()
+        n = sum(r["count"] for r in counts)
+        if n != rows:
+            raise InputError(f"langid read {rows} rows but wrote {n}")
+        seconds = time.perf_counter() - start
+        return {"langid": {"output": output, "rows": rows, "seconds": round(seconds, 2),
+                           "docs_per_second": round(rows / seconds, 2) if seconds else None,
+                           "languages": {str(r[langid.language_column]): r["count"] for r in counts}}}
 
 
 # -- benchmark --------------------------------------------------------------------

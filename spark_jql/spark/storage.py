@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -41,7 +42,8 @@ def _scheme(path: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
-def _local_path(path: str) -> Path:
+def local_path(path: str) -> Path:
+    """The file a local-route path names (``file:`` prefixes and ``~`` resolved)."""
     if path.startswith("file://"):
         return Path(path[len("file://"):])
     if path.startswith("file:"):
@@ -90,7 +92,7 @@ def _visible_files(folder: Path) -> list[Path]:
 
 
 def _read_local(path: str) -> str:
-    target = _local_path(path)
+    target = local_path(path)
     if target.is_dir():  # written by the spark route: a folder with one text file
         files = _visible_files(target)
         if len(files) != 1:
@@ -102,9 +104,9 @@ def _read_local(path: str) -> str:
 
 
 def _write_local(path: str, text: str) -> None:
-    target = _local_path(path)
+    target = local_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")  # two writers never share it
     tmp.write_text(text, encoding="utf-8")
     if target.is_dir():
         shutil.rmtree(target)
@@ -161,7 +163,7 @@ def read_text(spark, path: str) -> str:
 
 
 def exists(spark, path: str) -> bool:
-    return _local_path(path).exists() if is_local(spark, path) else _exists_spark(spark, path)
+    return local_path(path).exists() if is_local(spark, path) else _exists_spark(spark, path)
 
 
 def clear(spark, path: str) -> None:
@@ -171,7 +173,7 @@ def clear(spark, path: str) -> None:
     which leaves an empty folder (Spark readers and :func:`read_texts` see nothing there).
     """
     if is_local(spark, path):
-        target = _local_path(path)
+        target = local_path(path)
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
@@ -184,7 +186,7 @@ def clear(spark, path: str) -> None:
 def read_texts(spark, folder: str) -> dict[str, str]:
     """Every artifact directly under ``folder`` by name, in one pass (an absent folder gives ``{}``)."""
     if is_local(spark, folder):
-        root = _local_path(folder)
+        root = local_path(folder)
         if not root.is_dir():
             return {}
         names = [p.name for p in root.iterdir() if not p.name.startswith((".", "_"))]
@@ -219,7 +221,7 @@ def list_files(spark, pattern: str) -> list[str]:
     if is_local(spark, pattern):
         import glob
 
-        return sorted(glob.glob(str(_local_path(pattern))))
+        return sorted(glob.glob(str(local_path(pattern))))
     try:
         return sorted(spark.read.format("binaryFile").load(pattern).inputFiles())
     except Exception as err:
