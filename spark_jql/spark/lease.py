@@ -14,12 +14,12 @@ A lease is *stale*, and is taken over, when its heartbeat is older than ``stale_
 at once when its holder ran on this machine (host name and pid namespace) and that process
 is gone: a killed run's rerun resumes without waiting.
 
-Races, honestly: there is no atomic create-if-absent through Spark's API (object stores
-have none either), so a claim is written, left to settle for ``settle`` seconds (at least
-twice what one read and write took) and read back; only a claim still there is held. Two
-runs whose read-and-write steps overlap by more than that both see the last writer's claim,
-and the other one is refused. What remains: a writer stalled for longer than the settle
-time between its read and its write can still overwrite a claim already confirmed; the
+Races, honestly: Spark's API has no atomic create-if-absent (its writers never make a
+conditional create), so a claim is written, left to settle for ``settle`` seconds (at least
+twice what its own read and write took) and read back; only a claim still there is held. Two
+runs that claim at the same moment both read back the last writer's claim: that run goes on,
+the other is refused. What remains: a claimant stalled between its read and its write for
+longer than the other's settle time can still overwrite a claim already confirmed; the
 heartbeat then notices (it reads before it writes) and the run that lost the lease fails at
 its end instead of reporting success. Heartbeat ages use the writer's clock: hosts whose
 clocks differ by more than ``stale_after`` are not protected from each other. On the
@@ -159,6 +159,7 @@ class OutputLease:
 
     # -- taking and giving back ----------------------------------------------------------
     def _acquire(self) -> None:
+        start = time.perf_counter()
         found = self._read()
         if found is not None:
             why = self._why_stale(found)
@@ -169,10 +170,9 @@ class OutputLease:
         if is_local(self.spark, self.path):
             folder = local_path(self.path).parent
             self._made_folder = None if folder.exists() else str(folder)
-        start = time.perf_counter()
         self._write(started=time.time())
-        took = time.perf_counter() - start
-        time.sleep(max(self.settle, 4 * took))  # another claimant's read + write, at our pace, fits in this
+        took = time.perf_counter() - start  # one read and one write: a rival's, at our pace, fits in twice this
+        time.sleep(max(self.settle, 2 * took))
         again = self._read()
         if again is None or again.get("run") != self.run_id:
             self._remove_folder()
