@@ -20,6 +20,7 @@ catalog table (``io.input_table``). See spark/inputs.py for reading and spark/un
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -44,6 +45,7 @@ from spark_jql.spark.api import (
     score_embeddings,
     split_marked,
 )
+from spark_jql.spark.lease import OutputLease
 from spark_jql.spark.session import is_connect
 from spark_jql.spark.stage import UnitStage, run_stage
 from spark_jql.spark.storage import exists, read_text, write_text
@@ -85,6 +87,17 @@ class AnnotateStage(UnitStage):
         return annotate(rows, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=self.builds)
 
 
+def _leased(stage: str):
+    """Hold the output lease on ``io.output`` while a public stage runs (re-entrant: ``run`` calls the others)."""
+    def wrap(method):
+        @functools.wraps(method)
+        def leased(self, *args, **kwargs):
+            with OutputLease(self.spark, self.config.io.output, stage):
+                return method(self, *args, **kwargs)
+        return leased
+    return wrap
+
+
 class Job:
     def __init__(self, spark: SparkSession, config: JobConfig):
         self.spark = spark
@@ -93,6 +106,7 @@ class Job:
         self.summary: dict = {}
 
     # -- stages -------------------------------------------------------------
+    @_leased("annotate")
     def annotate(self, thresholds_follow: bool = False) -> dict:
         """Score every input row, unit by unit; a rerun over the same inputs and scorer skips finished units."""
         cfg = self.config
@@ -100,7 +114,8 @@ class Job:
         # Scorer builds are a classic-only diagnostic (accumulators); counts come from the data.
         builds = None if is_connect(self.spark) else self.spark.sparkContext.accumulator(0)
         stage = AnnotateStage(cfg, thresholds_follow, builds)
-        done = run_stage(self.spark, cfg, stage, self.paths["scored"], lambda: self.refuse_existing("annotate"))
+        done = run_stage(self.spark, cfg, stage, self.paths["scored"], lambda: self.refuse_existing("annotate"),
+                         lease=False)  # the job's own lease on io.output covers scored/
         run, written = done["summary"], done["frame"]
         scored_rows = run["rows"]
         written.drop(cfg.columns.text).write.mode("overwrite").parquet(self.paths["stats"])
@@ -161,6 +176,7 @@ class Job:
         writer.save(self.paths[what])
         return self.spark.read.format(io.output_format).load(self.paths[what])
 
+    @_leased("thresholds")
     def thresholds(self) -> Thresholds:
         cfg = self.config
         self.refuse_existing("thresholds")
@@ -178,6 +194,7 @@ class Job:
         )
         return result
 
+    @_leased("filter")
     def filter(self, thresholds: Thresholds | None = None) -> dict:
         cfg = self.config
         self.refuse_existing("filter")
@@ -210,6 +227,7 @@ class Job:
         log.info("filter: kept %d of %d (%s)", kept_rows, scored_rows, by_reason)
         return self._record("filter", result)
 
+    @_leased("run")
     def run(self) -> dict:
         self.refuse_existing("annotate", "thresholds", "filter")  # before anything is written
         self.annotate(thresholds_follow=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
@@ -30,6 +31,7 @@ from spark_jql.config import JobConfig
 from spark_jql.errors import AccountingError, InputError
 from spark_jql.fingerprint import Fingerprint
 from spark_jql.spark.inputs import Source, check_reserved, find_bad_files
+from spark_jql.spark.lease import OutputLease
 from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.runner import UnitRunner, cluster_slots, session_settings, split_settings
 from spark_jql.spark.units import UnitPlan, group_files
@@ -91,12 +93,21 @@ def input_schema(spark: SparkSession, source: Source, io, text_column: str, adde
     return found
 
 
-def run_stage(spark: SparkSession, cfg: JobConfig, stage: UnitStage, output: str, before_writing=lambda: None) -> dict:
-    """Run ``stage`` over ``cfg.io``'s input into unit directories under ``output``; the common summary fields."""
+def run_stage(spark: SparkSession, cfg: JobConfig, stage: UnitStage, output: str, before_writing=lambda: None,
+              lease: bool = True) -> dict:
+    """Run ``stage`` over ``cfg.io``'s input into unit directories under ``output``; the common summary fields.
+
+    With ``lease`` the stage holds the output lease beside ``output`` (spark/lease.py) from its checks to its end:
+    a second run on the same output is refused naming this one."""
     start = time.perf_counter()
     source = Source(spark, cfg.io, cfg.columns.text)
     schema = input_schema(spark, source, cfg.io, cfg.columns.text, stage.adds)
     stage.check(spark, schema, source)
+    with OutputLease(spark, output, stage.name, beside=True) if lease else nullcontext():
+        return _run(spark, cfg, stage, output, source, schema, before_writing, start)
+
+
+def _run(spark, cfg, stage, output, source, schema, before_writing, start) -> dict:
     groups = len(group_files(source.files, cfg.io.unit_bytes, cfg.io.files_per_unit))
     buckets = stage.buckets(spark, source, schema, groups)
     plan = UnitPlan(spark, output, source.files, stage.fingerprint(), cfg.io.unit_bytes, cfg.io.files_per_unit, buckets)

@@ -21,6 +21,7 @@ Readers accept both forms on both routes. ``SPARK_JQL_ARTIFACT_IO=local|spark`` 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -34,8 +35,11 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _ROUTE_CACHE: dict[int, bool] = {}
 
 
-def _local_path(path: str) -> Path:
+def local_path(path: str) -> Path:
+    """The file a local-route path names (``file:`` prefixes and ``~`` resolved)."""
     return Path(paths.local_path(path))
+
+
 
 
 def _default_fs_is_local(spark) -> bool:
@@ -78,7 +82,7 @@ def _visible_files(folder: Path) -> list[Path]:
 
 
 def _read_local(path: str) -> str:
-    target = _local_path(path)
+    target = local_path(path)
     if target.is_dir():  # written by the spark route: a folder with one text file
         files = _visible_files(target)
         if len(files) != 1:
@@ -90,9 +94,9 @@ def _read_local(path: str) -> str:
 
 
 def _write_local(path: str, text: str) -> None:
-    target = _local_path(path)
+    target = local_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")  # two writers never share it
     tmp.write_text(text, encoding="utf-8")
     if target.is_dir():
         shutil.rmtree(target)
@@ -199,7 +203,7 @@ def read_text(spark, path: str) -> str:
 
 
 def exists(spark, path: str) -> bool:
-    return _local_path(path).exists() if is_local(spark, path) else _exists_spark(spark, path)
+    return local_path(path).exists() if is_local(spark, path) else _exists_spark(spark, path)
 
 
 def clear(spark, path: str) -> None:
@@ -209,7 +213,7 @@ def clear(spark, path: str) -> None:
     which leaves an empty folder (Spark readers and :func:`read_texts` see nothing there).
     """
     if is_local(spark, path):
-        target = _local_path(path)
+        target = local_path(path)
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
@@ -222,7 +226,7 @@ def clear(spark, path: str) -> None:
 def read_texts(spark, folder: str) -> dict[str, str]:
     """Every artifact directly under ``folder`` by name, in one pass (an absent folder gives ``{}``)."""
     if is_local(spark, folder):
-        root = _local_path(folder)
+        root = local_path(folder)
         if not root.is_dir():
             return {}
         names = [p.name for p in root.iterdir() if not p.name.startswith((".", "_"))]
