@@ -116,10 +116,11 @@ def test_a_malformed_line_in_embed_names_file_and_line_or_is_skipped_and_counted
     from spark_jql.spark.embed import write_embeddings
 
     data = _with_bad_line(tmp_path / "in" / "a.jsonl")
-    cfg = load_config(None, job_overrides(gte_bundle, [str(data)], tmp_path / "out"))
+    lang = {"columns.constant_language": "es"}
+    cfg = load_config(None, job_overrides(gte_bundle, [str(data)], tmp_path / "out", **lang))
     with pytest.raises(InputError, match=r"a\.jsonl: line 3: not a JSON object"):
         write_embeddings(cfg, str(tmp_path / "emb"))
-    skip = load_config(None, job_overrides(gte_bundle, [str(data)], tmp_path / "out", **{"io.on_bad_file": "skip"}))
+    skip = load_config(None, job_overrides(gte_bundle, [str(data)], tmp_path / "out", **lang, **{"io.on_bad_file": "skip"}))
     done = write_embeddings(skip, str(tmp_path / "emb_skip"))
     assert done["rows"] == 6 and done["skipped_records"] == 1 and done["rows_with_embedding"] == 6
 
