@@ -82,7 +82,7 @@ def test_job_report_and_langid_over_spark_connect(spark, connect_url, gte_bundle
     # Progress at the default verbosity, from Connect's progress messages (no status tracker there).
     lines = [line for line in proc.stderr.splitlines() if "spark_jql.spark.progress" in line]
     assert any("/ 160 docs" in line and "tasks " in line and "ETA" in line for line in lines), proc.stderr[-3000:]
-    assert any("annotate jql_unit=00000: done, 160 docs" in line for line in lines), lines
+    assert any("annotate: done, 160 docs" in line for line in lines), lines
     assert len(inputs) == 2
 
 

@@ -106,5 +106,6 @@ def test_demo_runs_at_its_smallest_size(spark, tmp_path, capsys):
     labelled = sorted((tmp_path / "demo" / "input" / "labelled").glob("*.jsonl"))  # a folder under 200 labelled too
     assert [p.name for p in labelled] == ["part-0000.jsonl"]
     assert result["kept"]["documents"] + result["dropped"]["documents"] == MIN_DOCS - 60
-    assert result["kept"]["mean"] > result["dropped"]["mean"]  # even at this size the filter keeps better documents
+    # (at this size the heads see 48 training documents: the kept/dropped values are noise, not asserted; the
+    # 700-document test above checks what the demo claims)
     assert Path(result["report"]).is_file()

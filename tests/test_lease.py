@@ -134,7 +134,7 @@ def test_heartbeat_notices_a_takeover(local_io, tmp_path):
 
 
 def test_lease_beside_a_folder_the_stage_replaces():
-    assert lease_path("/x/out/embeddings", beside=True) == "/x/out/_jql_lease.embeddings.json"
-    assert lease_path("s3://b/judged/", beside=True) == "s3://b/_jql_lease.judged.json"
-    assert lease_path("out", beside=True) == "_jql_lease.out.json"
-    assert lease_path("/x/out") == "/x/out/_jql_lease.json"
+    assert lease_path("/x/out/embeddings", beside=True) == "/x/out/jql_lease.embeddings.json"
+    assert lease_path("s3://b/judged/", beside=True) == "s3://b/jql_lease.judged.json"
+    assert lease_path("out", beside=True) == "jql_lease.out.json"
+    assert lease_path("/x/out") == "/x/out/jql_lease.json"

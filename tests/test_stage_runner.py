@@ -137,3 +137,19 @@ def test_a_malformed_line_in_langid_names_file_and_line_or_is_skipped_and_counte
     skip = load_config(None, [f"io.input={json.dumps([str(data)])}", f"io.output={tmp_path / 'out'}", "io.on_bad_file=skip"])
     done = cli_langid(skip, str(tmp_path / "lang_skip"), LangIdConfig())["langid"]
     assert done["rows"] == 6 and done["skipped_records"] == 1 and sum(done["languages"].values()) == 6
+
+
+def test_a_malformed_line_in_judge_names_file_and_line_or_is_skipped_and_counted(spark, tmp_path):
+    from spark_jql.config import JudgeConfig
+    from spark_jql.devtools.fake_judge import FakeJudgeServer
+    from spark_jql.spark.judge import write_judgements
+
+    data = _with_bad_line(tmp_path / "in" / "c.jsonl")
+    with FakeJudgeServer(latency=0.0) as server:
+        judges = JudgeConfig.model_validate({"judges": [{"name": "fake", "base_url": server.url, "model": "m"}],
+                                             "max_retries": 0, "timeout_seconds": 5})
+        base = [f"io.input={json.dumps([str(data)])}", f"io.output={tmp_path / 'out'}"]
+        with pytest.raises(InputError, match=r"c\.jsonl: line 3: not a JSON object"):
+            write_judgements(load_config(None, base), judges, str(tmp_path / "judged"))
+        done = write_judgements(load_config(None, base + ["io.on_bad_file=skip"]), judges, str(tmp_path / "judged_skip"))
+    assert done["rows"] == 6 and done["skipped_records"] == 1

@@ -6,8 +6,8 @@ directory. Now a stage enters :class:`OutputLease` before it writes or deletes a
 a second run finds the live lease and stops with one line naming the holder.
 
 The lease is a small JSON artifact (``storage.write_text``, so classic, Spark Connect and
-remote filesystems alike): ``<root>/_jql_lease.json`` for a folder of outputs (the job's
-``io.output``), or ``<parent>/_jql_lease.<name>.json`` beside a folder that the stage
+remote filesystems alike): ``<root>/jql_lease.json`` for a folder of outputs (the job's
+``io.output``), or ``<parent>/jql_lease.<name>.json`` beside a folder that the stage
 replaces whole (embed, judge, langid: Spark's overwrite would delete a lease inside it).
 
 A lease is *stale*, and is taken over, when its heartbeat is older than ``stale_after``, or
@@ -43,7 +43,7 @@ from spark_jql.spark.storage import clear, is_local, join_path, local_path, read
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "_jql_lease.json"
+LEASE_NAME = "jql_lease.json"  # no leading _ or .: Spark reads such a file as empty (hidden), so a remote lease would vanish
 FORMAT = "spark_jql-lease-v1"
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 60.0          # local files: a dozen missed heartbeats
@@ -60,7 +60,7 @@ def lease_path(root: str, beside: bool = False) -> str:
     if not beside:
         return join_path(root, LEASE_NAME)
     parent, _, name = root.rpartition("/")
-    file = f"_jql_lease.{name}.json"
+    file = f"jql_lease.{name}.json"
     return f"{parent}/{file}" if parent or root.startswith("/") else file
 
 

@@ -30,6 +30,7 @@ from pyspark.sql.types import StructType
 from spark_jql.config import JobConfig
 from spark_jql.errors import AccountingError, InputError
 from spark_jql.fingerprint import Fingerprint
+from spark_jql.spark.estimate import estimated_rows
 from spark_jql.spark.inputs import Source, check_reserved, find_bad_files
 from spark_jql.spark.lease import OutputLease
 from spark_jql.spark.progress import ScoringProgress
@@ -118,7 +119,9 @@ def _run(spark, cfg, stage, output, source, schema, before_writing, start) -> di
     pending = plan.pending()
     settings = split_settings(cluster_slots(spark, cfg.spark.slots), cfg.spark.partitions_per_slot, cfg.spark.arrow_batch_size)
     work_start = time.perf_counter()
-    with session_settings(spark, settings), ScoringProgress(spark, label=stage.name):
+    todo = {p for u in pending for p in plan.files(u)}  # progress total: cheap estimate, no counting pass
+    total = estimated_rows([f for f in source.files if f.path in todo], source.fmt) if source.is_files else None
+    with session_settings(spark, settings), ScoringProgress(spark, total=total, label=stage.name):
         runner.run(pending)
     work_seconds = time.perf_counter() - work_start
     markers = plan.markers()
