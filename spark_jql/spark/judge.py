@@ -196,8 +196,7 @@ class JudgeStage(UnitStage):
               self.language, self.checked)
 
     def buckets(self, spark, source, schema, groups: int) -> int:
-        self.rows = source.read([f.path for f in source.files], schema).count() if source.by_file else \
-            source.read([], schema).count()
+        self.rows = source.read([f.path for f in source.files], schema).count()
         self.bucket_count = max(1, math.ceil(self.rows / groups / self.judge_cfg.rows_per_unit))
         return self.bucket_count
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -32,6 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jql.errors import AccountingError, InputError, SparkJQLError
+from spark_jql.spark.api import quoted
 from spark_jql.spark.inputs import BAD, FILE, Source, find_bad_files, first_bad_line, normalise
 from spark_jql.spark.units import UnitPlan
 
@@ -48,11 +48,19 @@ class UnitOutcome:
     input_rows: int
     skipped_records: dict[str, int] = field(default_factory=dict)
     skipped_files: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
 
     def marker(self) -> dict:
         return {"input_rows": self.input_rows, "skipped_files": self.skipped_files,
                 "skipped_records": self.skipped_records}
+
+
+def readable_files(paths: list[str], bad: list[tuple[str, str]], on_bad_file: str) -> list[str]:
+    """``io.on_bad_file=fail``: stop naming the first unreadable file; ``skip``: the others, with a warning."""
+    if on_bad_file == "fail":
+        path, reason = bad[0]
+        raise InputError(f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)")
+    log.warning("skipping %d unreadable file(s): %s", len(bad), [p for p, _ in bad])
+    return [f for f in paths if f not in {p for p, _ in bad}]
 
 
 def cluster_slots(spark: SparkSession, configured: int | None = None) -> int:
@@ -124,7 +132,7 @@ class _Counts:
     def __init__(self, rows: DataFrame, text_column: str):
         from pyspark.sql import Observation
 
-        text = F.col(f"`{text_column}`") if text_column in rows.columns else F.lit(None)
+        text = quoted(text_column) if text_column in rows.columns else F.lit(None)
         self._metrics = [F.count(F.lit(1)).alias("rows"), F.count(F.col(BAD)).alias("bad"), F.count(text).alias("text")]
         self._rows = rows
         self._observation = None
@@ -191,7 +199,6 @@ class UnitRunner:
     # -- one unit -------------------------------------------------------------------------------------
     def _unit(self, unit: int) -> None:
         files = self.plan.files(unit)
-        start = time.perf_counter()
         try:
             outcome = self._write(unit, files)
         except SparkJQLError:
@@ -200,13 +207,8 @@ class UnitRunner:
             bad = find_bad_files(self.spark, files, self.source.fmt, self.schema, self.text_column) if self.source.is_files else []
             if not bad:
                 raise
-            if self.on_bad_file == "fail":
-                path, reason = bad[0]
-                raise InputError(f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)") from None
-            log.warning("skipping %d unreadable file(s): %s", len(bad), [p for p, _ in bad])
-            outcome = self._write(unit, [f for f in files if f not in {p for p, _ in bad}])
+            outcome = self._write(unit, readable_files(files, bad, self.on_bad_file))
             outcome.skipped_files = [{"file": p, "error": r} for p, r in bad]
-        outcome.seconds = time.perf_counter() - start
         extra = self.after_unit(self.spark, self.plan.path(unit), unit)  # may refuse the unit: not committed
         self.plan.commit(unit, {**outcome.marker(), **extra})
 
@@ -248,8 +250,8 @@ class UnitRunner:
         """The unit's rows: its files, and with buckets only the rows whose text hashes to its bucket."""
         rows = self.source.read(files, self.schema)
         if self.plan.buckets > 1:
-            text = F.col(f"`{self.text_column}`")
-            rows = rows.where(F.pmod(F.xxhash64(text), F.lit(self.plan.buckets)) == self.plan.bucket(unit))
+            hashed = F.pmod(F.xxhash64(quoted(self.text_column)), F.lit(self.plan.buckets))
+            rows = rows.where(hashed == self.plan.bucket(unit))
         return rows
 
     # -- error paths: a second look at the unit's files, only when something is wrong --------------
@@ -269,7 +271,7 @@ class UnitRunner:
     def _refuse_files_without_text(self, files: list[str]) -> None:
         """A parquet file without a single text value may lack the column (merged schemas make it null): name it."""
         text = self.text_column
-        per_file = self.source.read(files, self.schema).groupBy(FILE).agg(F.count(F.col(f"`{text}`")).alias("n")).collect()
+        per_file = self.source.read(files, self.schema).groupBy(FILE).agg(F.count(quoted(text)).alias("n")).collect()
         for r in per_file:
             if not r["n"] and text not in self.spark.read.parquet(r[FILE]).columns:
                 raise InputError(f"input file {normalise(r[FILE])} has no column {text!r} (columns.text); every input file needs it")

@@ -34,7 +34,7 @@ from spark_jql.spark.estimate import estimated_rows
 from spark_jql.spark.inputs import Source, check_reserved, find_bad_files
 from spark_jql.spark.lease import OutputLease
 from spark_jql.spark.progress import ScoringProgress
-from spark_jql.spark.runner import UnitRunner, cluster_slots, session_settings, split_settings
+from spark_jql.spark.runner import UnitRunner, cluster_slots, readable_files, session_settings, split_settings
 from spark_jql.spark.units import UnitPlan, group_files
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,7 @@ def input_schema(spark: SparkSession, source: Source, io, text_column: str, adde
             bad = find_bad_files(spark, paths, source.fmt, None, text_column)
             if not bad:
                 raise
-            if io.on_bad_file == "fail":
-                path, reason = bad[0]
-                raise InputError(f"cannot read input file {path}: {reason} (set io.on_bad_file=skip to skip such files)") from None
-            good = [f for f in paths if f not in {p for p, _ in bad}]
+            good = readable_files(paths, bad, io.on_bad_file)
             if not good:
                 raise InputError(f"no readable input file among {len(paths)}: {bad[:3]}") from None
             found = source.schema(good)

@@ -76,10 +76,6 @@ class UnitPlan:
     def _chunk(self, files: list[InputFile]) -> list[list[InputFile]]:
         return [g for g in group_files(files, self.unit_bytes, self.files_per_unit) for _ in range(self.buckets)]
 
-    @property
-    def groups(self) -> int:
-        return len(self.units) // self.buckets
-
     def bucket(self, unit: int) -> int:
         return unit % self.buckets
 
@@ -91,9 +87,6 @@ class UnitPlan:
 
     def files(self, unit: int) -> list[str]:
         return [f.path for f in self.units[unit]]
-
-    def size(self, unit: int) -> int:
-        return sum(f.size or 0 for f in self.units[unit])
 
     def manifest(self) -> dict:
         return {
