@@ -102,54 +102,53 @@ def test_length_sorting_pads_less_than_input_order():
     assert sorted_eff > 2 * padding_efficiency(lengths, naive)
 
 
-# -- splitting wide GPU micro-batches where lengths drop (batching.split_uneven) ------------------
-def _check_split(plan: list[list[int]], lengths: list[int], pieces: list[list[int]], min_tokens: int, ratio: float) -> None:
-    # Same documents in the same order, each piece a contiguous run of one original micro-batch.
-    assert [i for p in pieces for i in p] == [i for b in plan for i in b]
-    assert all(pieces)
-    origin = {i: k for k, b in enumerate(plan) for i in b}
-    assert all(len({origin[i] for i in p}) == 1 for p in pieces)
-    # A cut is made exactly when the next document is much shorter and the piece is already big enough.
-    for p, q in zip(pieces, pieces[1:]):
-        if origin[p[0]] == origin[q[0]]:
-            assert lengths[q[0]] < ratio * lengths[p[0]] and len(p) * lengths[p[0]] >= min_tokens
-    for p in pieces:
-        longest = lengths[p[0]]
-        for k in range(1, len(p)):
-            assert not (lengths[p[k]] < ratio * longest and k * longest >= min_tokens)
+# -- closing wide GPU micro-batches where lengths drop (min_tokens / ratio) ------------------------
+def _check_split(lengths: list[int], plan: list[list[int]], budget: int, min_tokens: int, ratio: float) -> None:
+    flat = [i for b in plan for i in b]
+    assert sorted(flat) == [i for i, n in enumerate(lengths) if n > 0]
+    for batch in plan:
+        longest = lengths[batch[0]]
+        assert len(batch) * longest <= budget or len(batch) == 1
+        for k in range(1, len(batch)):  # never kept together across a drop once big enough
+            assert not (lengths[batch[k]] < ratio * longest and k * longest >= min_tokens)
+    for batch, following in zip(plan, plan[1:]):  # closed only when full, or at a drop once big enough
+        longest, nxt = lengths[batch[0]], lengths[following[0]]
+        full = (len(batch) + 1) * longest > budget
+        drop = nxt < ratio * longest and len(batch) * longest >= min_tokens
+        assert full or drop
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_split_uneven_properties(seed):
-    from spark_jql.scoring.batching import split_uneven
-
+def test_split_properties(seed):
     rng = random.Random(seed)
     lengths = [max(1, int(rng.lognormvariate(5, 1.0))) for _ in range(400)]
-    plan = plan_micro_batches(lengths, 50_000, 4096)
-    pieces = split_uneven(plan, lengths, min_tokens=2000, ratio=0.9)
-    _check_split(plan, lengths, pieces, 2000, 0.9)
-    assert len(pieces) > len(plan)  # it does split here
-    assert padding_efficiency(lengths, pieces) > padding_efficiency(lengths, plan)
+    whole = plan_micro_batches(lengths, 50_000, 4096)
+    pieces = plan_micro_batches(lengths, 50_000, 4096, min_tokens=2000, ratio=0.9)
+    _check_split(lengths, pieces, 50_000, 2000, 0.9)
+    assert len(pieces) > len(whole)  # it does split here
+    assert padding_efficiency(lengths, pieces) > padding_efficiency(lengths, whole)
 
 
-def test_split_uneven_small_example():
-    from spark_jql.scoring.batching import split_uneven
-
+def test_split_small_example():
     lengths = [100, 100, 100, 50, 50]
+
+    def plan(min_tokens, ratio=0.9):
+        return plan_micro_batches(lengths, 10_000, 100, min_tokens=min_tokens, ratio=ratio)
+
     # 2 x 100 reaches 200 tokens, but the next one is not shorter; the first 50 is: cut there.
-    assert split_uneven([[0, 1, 2, 3, 4]], lengths, min_tokens=200, ratio=0.9) == [[0, 1, 2], [3, 4]]
+    assert plan(200) == [[0, 1, 2], [3, 4]]
     # Needing 301 tokens: the first 50 joins (3 x 100 = 300 is not enough yet), the second is cut off.
-    assert split_uneven([[0, 1, 2, 3, 4]], lengths, min_tokens=301, ratio=0.9) == [[0, 1, 2, 3], [4]]
-    assert split_uneven([[0, 1, 2, 3, 4]], lengths, min_tokens=401, ratio=0.9) == [[0, 1, 2, 3, 4]]
-    assert split_uneven([[0, 1, 2, 3, 4]], lengths, min_tokens=200, ratio=0.4) == [[0, 1, 2, 3, 4]]
+    assert plan(301) == [[0, 1, 2, 3], [4]]
+    assert plan(401) == [[0, 1, 2, 3, 4]]
+    assert plan(200, ratio=0.4) == [[0, 1, 2, 3, 4]]
 
 
-def test_split_uneven_leaves_cpu_budgets_alone():
-    from spark_jql.scoring.batching import SPLIT_MIN_TOKENS, split_uneven
+def test_split_leaves_cpu_budgets_alone():
+    from spark_jql.scoring.batching import SPLIT_MIN_TOKENS
     from spark_jql.scoring.scorer import CPU_TOKEN_BUDGET
 
     assert CPU_TOKEN_BUDGET <= SPLIT_MIN_TOKENS
     rng = random.Random(1)
     lengths = [max(1, int(rng.lognormvariate(5, 1.2))) for _ in range(500)]
-    plan = plan_micro_batches(lengths, CPU_TOKEN_BUDGET, 4096)
-    assert split_uneven(plan, lengths) == plan
+    assert plan_micro_batches(lengths, CPU_TOKEN_BUDGET, 4096, SPLIT_MIN_TOKENS) == plan_micro_batches(
+        lengths, CPU_TOKEN_BUDGET, 4096)

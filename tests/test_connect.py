@@ -70,6 +70,7 @@ def test_job_report_and_langid_over_spark_connect(spark, connect_url, gte_bundle
     for name in ["thresholds.json", "summary.json", "report.html", "report.json"]:
         assert (out / name).is_file(), name
     assert results["report"]["report"] == str(out / "report.html")
+    assert run["thresholds"]["file"] == str(out / "thresholds.json")  # where the file is, in the printed summary
     assert Thresholds.from_json(read_text(spark, str(out / "thresholds.json"))).global_documents == 160
     assert json.loads(read_text(spark, str(out / "summary.json"))) == run
     assert set(read_texts(spark, str(out / "scored" / "_jql_units"))) == {"manifest.json", "unit-00000.json"}

@@ -14,6 +14,7 @@ from spark_jql.config import EmbedderConfig, ScorerConfig
 from spark_jql.devtools.sample_data import SENTENCES, generate_documents
 from spark_jql.devtools.tiny_models import ARCHITECTURES
 from spark_jql.errors import ModelNotAvailableError
+from spark_jql.scoring import feed
 from spark_jql.scoring.embedder import Embedder
 from spark_jql.scoring.scorer import CPU_TOKEN_BUDGET, Scorer
 
@@ -212,6 +213,28 @@ def test_score_batches_equals_one_call(bundle, docs):
         assert list(frame.index) == list(range(len(frame)))
     assert_frames_equal(pd.concat(frames, ignore_index=True), whole)
     assert list(scorer.score_batches([])) == []
+
+
+def test_device_starts_before_the_batch_is_tokenised(gte_bundle, docs):
+    """The first micro-batch reaches the device after a few chunks, not after the whole batch; same scores."""
+    scorer = make_scorer(gte_bundle, max_length=64, token_budget=256)
+    texts = (docs * 40)[:400]
+    tokenised, at_first_embed = [0], []
+    tokenize, embed = scorer.embedder.tokenize, scorer.embedder.embed
+
+    def counting_tokenize(batch):
+        tokenised[0] += len(batch)
+        return tokenize(batch)
+
+    def noting_embed(ids):
+        at_first_embed.append(tokenised[0])
+        return embed(ids)
+
+    scorer.embedder.tokenize, scorer.embedder.embed = counting_tokenize, noting_embed
+    streamed = scorer.score(texts)
+    assert tokenised[0] == len(texts)
+    assert at_first_embed[0] == feed.FIRST_PIECE < len(texts)  # the device waited for the first piece only
+    assert_frames_equal(streamed, scorer._score_tokenized(tokenize(texts)))  # exact-order plan: same scores
 
 
 # -- truncation ------------------------------------------------------------------------

@@ -82,13 +82,34 @@ def test_each_unit_reads_its_input_once_and_units_overlap(spark, gte_bundle, tmp
     assert most == 2  # two units in flight at once
 
 
-def test_small_files_are_packed_by_bytes_into_planned_partitions(spark, gte_bundle, tmp_path):
+def test_small_files_are_packed_by_bytes_into_planned_partitions_the_last_wave_smaller(spark, gte_bundle, tmp_path):
+    import pyarrow.parquet as pq
+
     files = write_jsonl(generate_documents(80, seed=6), tmp_path / "in", files=40)
     assert max(f.stat().st_size for f in files) < 8000  # tiny files: Spark alone packs them into 1-2 partitions
     _job(spark, gte_bundle, [tmp_path / "in" / "*.jsonl"], tmp_path / "out",
          **{"spark.slots": "2", "spark.partitions_per_slot": "4"}).annotate()
-    parts = list((tmp_path / "out" / "scored" / "jql_unit=00000").glob("part-*.parquet"))
-    assert 6 <= len(parts) <= 10, len(parts)  # about slots x partitions_per_slot = 8
+    parts = sorted((tmp_path / "out" / "scored" / "jql_unit=00000").glob("part-*.parquet"))
+    tables = [pq.read_table(p, columns=[schema.TOKENS]) for p in parts]  # partition order: the body's scan, then the tail's
+    assert sum(t.num_rows for t in tables) == 80
+    tokens = [sum(t.column(0).to_pylist()) for t in tables]
+    assert 10 <= len(parts) <= 20, tokens  # about slots x partitions_per_slot = 8 per scan, two scans
+    third = len(tokens) // 3
+    assert sum(tokens[-third:]) < 0.6 * sum(tokens[:third]), tokens  # the last wave: smaller partitions of work
+
+
+def test_last_wave_holds_the_smallest_files_up_to_a_quarter_of_the_bytes():
+    from spark_jql.spark.runner import last_wave
+
+    sizes = {f"f{i}": s for i, s in enumerate([50, 10, 400, 30, 20, 300, 90, 100])}  # 1,000 bytes
+    paths = list(sizes)
+    body, tail = last_wave(paths, sizes)
+    assert sorted(body + tail) == sorted(paths) and not set(body) & set(tail)  # each file once
+    assert tail == ["f0", "f1", "f3", "f4", "f6"]  # 10 + 20 + 30 + 50 + 90 = 200 <= 250; +100 would pass it
+    assert body == ["f2", "f5", "f7"]  # input order kept
+    assert last_wave(["a"], {"a": 10}) == [["a"]]  # one file: one scan
+    assert last_wave(["a", "b"], {"a": 10, "b": 10}) == [["a", "b"]]  # no file fits in a quarter
+    assert last_wave(["a", "b"], {}) == [["a", "b"]]  # sizes unknown
 
 
 def test_the_callers_session_settings_are_unchanged(spark, gte_bundle, tmp_path):

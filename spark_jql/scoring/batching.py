@@ -9,33 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-def plan_micro_batches(lengths: Sequence[int], token_budget: int, max_docs: int) -> list[list[int]]:
-    """Split document indices into micro-batches, longest documents first.
-
-    Each micro-batch's padded size (rows x its longest length) is at most
-    ``token_budget``; a single document longer than the budget still gets its own
-    micro-batch (the config forbids budgets below ``max_length``). Indices with
-    length 0 (no text) are left out: callers give them null scores.
-    """
-    if token_budget < 1 or max_docs < 1:
-        raise ValueError(f"token_budget and max_docs must be positive, got {token_budget}, {max_docs}")
-    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        if current and ((len(current) + 1) * longest > token_budget or len(current) >= max_docs):
-            batches.append(current)
-            current = []
-        if not current:
-            longest = lengths[i]
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
 # A large (GPU) token budget lets one micro-batch span a wide range of lengths, all padded to the
 # longest: with 2,048-doc batches of JQL-like lengths and a 262,144-token budget only ~75% of the
 # computed tokens are real. Once a micro-batch holds SPLIT_MIN_TOKENS padded tokens (already enough to
@@ -46,20 +19,56 @@ SPLIT_MIN_TOKENS = 32768
 SPLIT_LENGTH_RATIO = 0.9
 
 
-def split_uneven(plan: list[list[int]], lengths, min_tokens: int = SPLIT_MIN_TOKENS,
-                 ratio: float = SPLIT_LENGTH_RATIO) -> list[list[int]]:
-    """Cut longest-first micro-batches where lengths drop, once a piece holds ``min_tokens`` padded tokens."""
-    out: list[list[int]] = []
-    for batch in plan:
-        current, longest = [batch[0]], lengths[batch[0]]
-        for i in batch[1:]:
-            if lengths[i] < ratio * longest and len(current) * longest >= min_tokens:
-                out.append(current)
-                current, longest = [i], lengths[i]
-            else:
-                current.append(i)
-        out.append(current)
-    return out
+class MicroBatcher:
+    """Documents in (longest first), closed micro-batches out, one document at a time.
+
+    A micro-batch grows while ``rows x longest <= token_budget`` and ``rows <= max_docs``; with a
+    ``min_tokens`` it is also closed where lengths drop below ``ratio x longest`` once it holds
+    ``min_tokens`` padded tokens. A single document longer than the budget gets a micro-batch of its own.
+    The longest row is tracked rather than assumed to come first, so an out-of-order document can
+    never break the budget.
+    """
+
+    def __init__(self, token_budget: int, max_docs: int, min_tokens: int | None = None, ratio: float = SPLIT_LENGTH_RATIO):
+        if token_budget < 1 or max_docs < 1:
+            raise ValueError(f"token_budget and max_docs must be positive, got {token_budget}, {max_docs}")
+        self.token_budget, self.max_docs, self.min_tokens, self.ratio = token_budget, max_docs, min_tokens, ratio
+        self.current: list[int] = []
+        self.longest = 0
+
+    def add(self, row: int, length: int) -> list[int] | None:
+        """Add one document (length > 0); returns the micro-batch it closed, if any."""
+        closed = None
+        if self.current and self._closes(length):
+            closed, self.current, self.longest = self.current, [], 0
+        self.current.append(row)
+        self.longest = max(self.longest, length)
+        return closed
+
+    def flush(self) -> list[int] | None:
+        """The open micro-batch (end of a batch), if any."""
+        closed, self.current, self.longest = self.current or None, [], 0
+        return closed
+
+    def _closes(self, length: int) -> bool:
+        rows = len(self.current)
+        if rows >= self.max_docs or (rows + 1) * max(self.longest, length) > self.token_budget:
+            return True
+        return (self.min_tokens is not None and length < self.ratio * self.longest
+                and rows * self.longest >= self.min_tokens)
+
+
+def plan_micro_batches(lengths: Sequence[int], token_budget: int, max_docs: int,
+                       min_tokens: int | None = None, ratio: float = SPLIT_LENGTH_RATIO) -> list[list[int]]:
+    """Split document indices into micro-batches, longest documents first (see :class:`MicroBatcher`).
+
+    Indices with length 0 (no text) are left out: callers give them null scores.
+    """
+    batcher = MicroBatcher(token_budget, max_docs, min_tokens, ratio)
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (-lengths[i], i))
+    batches = [b for b in (batcher.add(i, int(lengths[i])) for i in order) if b]
+    last = batcher.flush()
+    return batches + [last] if last else batches
 
 
 def padding_efficiency(lengths: Sequence[int], batches: list[list[int]]) -> float:

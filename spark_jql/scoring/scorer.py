@@ -1,8 +1,9 @@
 """The JQL scorer: texts in, per-head scores + aggregate + token counts out.
 
 Knows nothing of Spark. One ``Scorer`` holds the embedder and the fused heads;
-``score`` handles one batch, ``score_batches`` a stream of batches with the next
-batch tokenised on a background thread while the device works on the current one.
+``score`` handles one batch, ``score_batches`` a stream of batches, tokenised on a background thread
+ahead of the device, the stream's first batch in small pieces so the device starts at once
+(:mod:`spark_jql.scoring.feed`).
 
 Documents without text (null, empty or whitespace only) get null scores, 0 tokens
 and ``truncated = False``; they are never dropped and never crash a batch.
@@ -14,7 +15,6 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -22,8 +22,8 @@ import torch
 
 from spark_jql import schema
 from spark_jql.config import ScorerConfig
-from spark_jql.scoring import stored
-from spark_jql.scoring.batching import plan_micro_batches, split_uneven
+from spark_jql.scoring import feed, stored
+from spark_jql.scoring.batching import SPLIT_MIN_TOKENS, plan_micro_batches
 from spark_jql.scoring.embedder import Embedder, Tokenized
 from spark_jql.scoring.heads import HeadSet, check_provenance, load_head_file
 from spark_jql.scoring.hub import resolve_head_file
@@ -130,19 +130,11 @@ class Scorer:
     # -- public API ---------------------------------------------------------
     def score(self, texts: Sequence | pd.Series) -> pd.DataFrame:
         """Score one batch; rows come back in input order (index 0..n-1)."""
-        return self._score_tokenized(self.tokenize(texts))
+        return next(self._score_stream(self._chunks([texts])))
 
     def score_batches(self, batches: Iterable[Sequence | pd.Series]) -> Iterator[pd.DataFrame]:
-        """Score a stream, tokenising batch i+1 on a thread while batch i is on the device."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jql-tokenize") as pool:
-            pending = None
-            for batch in batches:
-                future = pool.submit(self.tokenize, batch)
-                if pending is not None:
-                    yield self._score_tokenized(pending.result())
-                pending = future
-            if pending is not None:
-                yield self._score_tokenized(pending.result())
+        """Score a stream, one frame per batch: a thread tokenises ahead while the device works."""
+        yield from self._score_stream(feed.ahead(self._chunks(batches)))
 
     def embed(self, texts: Sequence | pd.Series) -> np.ndarray:
         """(n, d) float32 L2-normalised embeddings; rows without text are NaN."""
@@ -160,65 +152,85 @@ class Scorer:
         return self.embedder.tokenize(clean_texts(texts))
 
     # -- internals ----------------------------------------------------------
+    def _chunks(self, batches: Iterable) -> Iterator[feed.Piece]:
+        return feed.tokenized_pieces(batches, clean_texts, self.embedder.tokenize)
+
+    def _score_stream(self, pieces: Iterable[feed.Piece]) -> Iterator[pd.DataFrame]:
+        """Tokenised pieces in, one frame per batch out (a batch's pieces are scored one after another)."""
+        frames = []
+        for piece in pieces:
+            frame = self._score_tokenized(piece.tokenized)
+            if piece.last:
+                yield frame if not frames else pd.concat([*frames, frame], ignore_index=True)
+                frames = []
+            else:
+                frames.append(frame)
+
+    def _heads_on(self, embedded: Iterable[tuple[list[int], torch.Tensor]]) -> Iterator[tuple]:
+        """(rows, head scores, embedding to keep or None), all still on the device."""
+        storage = self.config.store_embedding
+        for rows, emb in embedded:
+            yield rows, self.heads(emb), (emb.to(stored.STORAGE_DTYPES[storage]) if storage != "none" else None)
+
     def _score_tokenized(self, tokenized: Tokenized) -> pd.DataFrame:
+        """One tokenised batch (or piece), planned in exact length order."""
         start = time.perf_counter()
-        n = len(tokenized.ids)
+        parts = list(self._heads_on(self._embed_all(tokenized)))
+        frame = self._frame(len(tokenized.ids), parts, tokenized.lengths, tokenized.truncated)
+        self.stats["seconds"] += time.perf_counter() - start
+        return frame
+
+    def _frame(self, n: int, parts: list, lengths: np.ndarray, truncated: np.ndarray) -> pd.DataFrame:
+        """The batch's output frame in row order. Results stay on the device until here: one
+        device->host copy (and one sync) per batch, so the host keeps queueing micro-batches."""
         scores = np.full((n, len(self.head_names)), np.nan, dtype=np.float32)
         aggregate = np.full(n, np.nan, dtype=np.float32)
-        # Results stay on the device until the whole batch is done: one device->host copy (and one
-        # sync) per batch instead of one per micro-batch, so the host keeps queueing micro-batches.
         storage = self.config.store_embedding
-        rows, parts, kept = [], [], []
-        for idx, emb in self._embed_all(tokenized):
-            rows.append(idx)
-            parts.append(self.heads(emb))
-            if storage != "none":
-                kept.append(emb.to(stored.STORAGE_DTYPES[storage]))
         embeddings: list = [None] * n
         if parts:
-            head_scores = torch.cat(parts) if len(parts) > 1 else parts[0]
+            head_scores = torch.cat([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
             combined = torch.cat([head_scores, aggregate_scores(head_scores, self.config.aggregate)[:, None]], dim=1)
             host = combined.cpu().numpy()
-            order = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
+            order = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
             scores[order] = host[:, :-1]
             aggregate[order] = host[:, -1]
-            if kept:
-                for i, value in zip(order, stored.encode(torch.cat(kept), storage)):
+            if storage != "none":
+                for i, value in zip(order, stored.encode(torch.cat([p[2] for p in parts]), storage)):
                     embeddings[i] = value
         frame = scores_frame(self.head_names, scores, aggregate)
-        frame[schema.TOKENS] = tokenized.lengths.astype(np.int32)
-        frame[schema.TRUNCATED] = tokenized.truncated
+        frame[schema.TOKENS] = np.asarray(lengths).astype(np.int32)
+        frame[schema.TRUNCATED] = np.asarray(truncated, dtype=bool)
         if storage != "none":
             frame[schema.EMBEDDING] = pd.Series(embeddings, dtype=object)
         self.stats["docs"] += n
-        self.stats["seconds"] += time.perf_counter() - start
         return frame
 
     def plan(self, lengths) -> list[list[int]]:
         """Micro-batches (row indices, longest first) for one batch of token lengths."""
-        return split_uneven(plan_micro_batches(lengths, self.token_budget, self.config.max_batch_docs), lengths)
+        return plan_micro_batches(lengths, self.token_budget, self.config.max_batch_docs, SPLIT_MIN_TOKENS)
 
     def _embed_all(self, tokenized: Tokenized) -> Iterator[tuple[list[int], torch.Tensor]]:
         """Yield (row indices, embeddings) per micro-batch, longest first."""
         for batch in self.plan(tokenized.lengths):
-            yield from self._embed_with_retry(batch, tokenized)
+            yield from self._embed_with_retry(batch, tokenized.ids, tokenized.lengths)
 
-    def _embed_with_retry(self, batch: list[int], tokenized: Tokenized) -> Iterator[tuple[list[int], torch.Tensor]]:
+    def _embed_with_retry(self, batch: list[int], ids, lengths) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """``ids[row]`` / ``lengths[row]`` for the rows of ``batch``; on CUDA OOM the micro-batch is halved."""
         try:
-            emb = self.embedder.embed([tokenized.ids[i] for i in batch])
+            emb = self.embedder.embed([ids[i] for i in batch])
         except torch.cuda.OutOfMemoryError:
             if not self.config.oom_retry or len(batch) == 1:
                 raise
             torch.cuda.empty_cache()
-            longest = int(tokenized.lengths[batch[0]])
+            longest = max(int(lengths[i]) for i in batch)
             self.token_budget = max(self.embedder.max_length, min(self.token_budget, len(batch) * longest) // 2)
             self.stats["oom_splits"] += 1
             log.warning("CUDA OOM on %d docs x %d tokens: splitting; token budget now %d", len(batch), longest, self.token_budget)
             half = len(batch) // 2
-            yield from self._embed_with_retry(batch[:half], tokenized)
-            yield from self._embed_with_retry(batch[half:], tokenized)
+            yield from self._embed_with_retry(batch[:half], ids, lengths)
+            yield from self._embed_with_retry(batch[half:], ids, lengths)
             return
         self.stats["micro_batches"] += 1
-        self.stats["tokens"] += int(tokenized.lengths[batch].sum())
-        self.stats["padded_tokens"] += len(batch) * int(tokenized.lengths[batch[0]])
+        self.stats["tokens"] += sum(int(lengths[i]) for i in batch)
+        self.stats["padded_tokens"] += len(batch) * max(int(lengths[i]) for i in batch)
         yield batch, emb

@@ -182,10 +182,12 @@ class Job:
         self.refuse_existing("thresholds")
         scored = preflight.scored(self.spark, self.paths["scored"], cfg)
         result = compute_thresholds(scored, cfg.thresholds, cfg.columns)
-        write_text(self.spark, self.paths["thresholds"], result.to_json())
+        written = write_text(self.spark, self.paths["thresholds"], result.to_json())
+        log.info("thresholds: wrote %s", written)
         self._record(
             "thresholds",
             {
+                "file": written,  # the file to open: a part file inside the folder where a client cannot rename it
                 "languages": len(result.languages),
                 "fallback_languages": sum(e.fallback for e in result.languages),
                 "global_thresholds": result.global_thresholds,
@@ -268,5 +270,6 @@ class Job:
         except (InputError, ValueError):
             self.summary = {}
         self.summary[stage] = result
-        write_text(self.spark, self.paths["summary"], json.dumps(self.summary, indent=2, default=str))
+        written = write_text(self.spark, self.paths["summary"], json.dumps(self.summary, indent=2, default=str))
+        log.info("%s: summary in %s", stage, written)
         return result

@@ -6,7 +6,10 @@ Three things keep every slot busy:
   cost per file and sorts files by size first, so a partition may hold 40x the text of another. While a
   stage runs, the file-split settings are set so that a unit splits into about ``slots x
   spark.partitions_per_slot`` partitions of equal bytes (small files packed by bytes, large ones split:
-  uncompressed JSON lines by byte range, parquet by row group), then restored.
+  uncompressed JSON lines by byte range, parquet by row group), then restored. A unit's smallest files,
+  up to a quarter of its bytes, are read as a scan of their own: Spark plans each scan's partitions
+  separately, so that last quarter comes in partitions a third the size of the others, scheduled last,
+  and the slots finish together instead of idling behind the last big partitions.
 * **Units that overlap.** Up to ``io.units_in_flight`` units run at once from driver threads. Spark's
   FIFO scheduler gives free slots to the next job's tasks, so unit k+1 starts while unit k's last
   partitions drain. Each unit is still written by Spark's committer (all of it or nothing) and marked
@@ -19,6 +22,7 @@ Three things keep every slot busy:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
@@ -38,6 +42,7 @@ from spark_jql.spark.units import UnitPlan
 log = logging.getLogger(__name__)
 
 OPEN_COST_BYTES = 8 * 1024  # what opening a file costs, in bytes of reading (Spark's default: 4 MB)
+LAST_WAVE_SHARE = 0.25  # of a unit's bytes, read last in smaller partitions
 _BAD_MARK = "spark_jql bad record in "
 
 
@@ -124,6 +129,27 @@ def split_settings(slots: int, partitions_per_slot: int, arrow_batch: int | None
     if arrow_batch is not None:
         settings["spark.sql.execution.arrow.maxRecordsPerBatch"] = str(arrow_batch)
     return settings
+
+
+def last_wave(paths: list[str], sizes: dict[str, int], share: float = LAST_WAVE_SHARE) -> list[list[str]]:
+    """``[body, tail]``: the smallest files, up to ``share`` of the bytes, apart (each file once); or ``[paths]``.
+
+    The caller reads each part as its own scan and unions them, body first. Spark sizes each scan's
+    partitions from that scan's bytes, so the tail's partitions are smaller and, scheduled last, even
+    out the end of the unit (longest work first, short work last, as in guided self-scheduling).
+    """
+    total = sum(sizes.get(p, 0) for p in paths)
+    tail, tail_bytes = [], 0
+    for path in sorted(paths, key=lambda p: (sizes.get(p, 0), p)):
+        size = sizes.get(path, 0)
+        if tail_bytes + size > share * total:
+            break
+        tail.append(path)
+        tail_bytes += size
+    if not tail or len(tail) == len(paths) or not tail_bytes:
+        return [paths]
+    chosen = set(tail)
+    return [[p for p in paths if p not in chosen], [p for p in paths if p in chosen]]
 
 
 class _Counts:
@@ -248,7 +274,12 @@ class UnitRunner:
 
     def _rows(self, unit: int, files: list[str]) -> DataFrame:
         """The unit's rows: its files, and with buckets only the rows whose text hashes to its bucket."""
-        rows = self.source.read(files, self.schema)
+        if self.source.is_files:
+            sizes = {f.path: f.size or 0 for f in self.plan.units[unit]}
+            parts = [self.source.read(part, self.schema) for part in last_wave(files, sizes)]
+            rows = functools.reduce(lambda body, tail: body.union(tail), parts)
+        else:
+            rows = self.source.read(files, self.schema)
         if self.plan.buckets > 1:
             hashed = F.pmod(F.xxhash64(quoted(self.text_column)), F.lit(self.plan.buckets))
             rows = rows.where(hashed == self.plan.bucket(unit))
