@@ -80,6 +80,54 @@ def test_compressed_file_under_a_plain_name(spark, gte_bundle, tmp_path):
     assert plain.exists()
 
 
+@case("two JSON documents on one line (`{...}{...}`, `{...} {...}`: `cat` after a file without a final newline)",
+      "never silently lost: error `a.jsonl: line 3: more than one JSON value on one line (a missing line break between two "
+      "documents?)` (exit 2); `io.on_bad_file=skip`: the line is skipped and counted (`skipped_records`)")
+def test_two_json_documents_on_one_line(spark, gte_bundle, tmp_path):
+    docs = _docs(10, 21, "a")
+    lines = [json.dumps(d) for d in docs]
+    lines[2:4] = [lines[2] + lines[3]]  # {...}{...}
+    lines[4:6] = [lines[4] + " " + lines[5]]  # {...} {...}
+    src = tmp_path / "a.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"a\.jsonl: line 3: more than one JSON value on one line") as err:
+        _job(spark, gte_bundle, [src], tmp_path / "fail").annotate()
+    assert "2 bad record(s)" in str(err.value)
+    summary = _job(spark, gte_bundle, [src], tmp_path / "skip", **{"io.on_bad_file": "skip"}).annotate()
+    assert summary["skipped_records"] == 2 and summary["input_rows"] + summary["skipped_records"] == len(lines)
+    assert set(_scored(spark, tmp_path / "skip")) == {d["id"] for d in docs} - {"a2", "a3", "a5", "a6"}
+
+
+@case("whitespace-only lines (spaces, a tab, `\\r`) between the documents",
+      "ignored like empty lines, never a bad record; an error further down names its own line number")
+def test_whitespace_only_lines(spark, gte_bundle, tmp_path):
+    docs = _docs(5, 22, "w")
+    lines = [json.dumps(docs[0]), "\t", json.dumps(docs[1]), "   ", " \t \r", json.dumps(docs[2]), "",
+             json.dumps(docs[3]), json.dumps(docs[4])]
+    src = tmp_path / "w.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    summary = _job(spark, gte_bundle, [src], tmp_path / "ok").annotate()
+    assert summary["skipped_records"] == 0 and set(_scored(spark, tmp_path / "ok")) == {d["id"] for d in docs}
+    src.write_text("\n".join([*lines[:7], "not json", *lines[7:]]) + "\n")
+    with pytest.raises(InputError, match=r"w\.jsonl: line 8: not a JSON object: 'not json' \(1 bad record"):
+        _job(spark, gte_bundle, [src], tmp_path / "fail").annotate()
+
+
+@case("a JSON-lines file in which no record has the text key (e.g. `content` instead of `text`), beside good files",
+      "a bad file: error `cannot read input file b.jsonl: has no key in any record 'text' (columns.text; its columns are "
+      "['content', 'id']) ...`; `skip`: the file is skipped and listed in `skipped_files`; never `no_score` rows")
+def test_jsonl_file_without_the_text_key(spark, gte_bundle, tmp_path):
+    _jsonl(tmp_path / "in" / "a.jsonl", _docs(4, 23, "a"))
+    _jsonl(tmp_path / "in" / "b.jsonl", [{"id": f"b{i}", "content": d["text"]} for i, d in enumerate(_docs(3, 24, "b"))])
+    inputs = [tmp_path / "in" / "*.jsonl"]
+    with pytest.raises(InputError, match=r"b\.jsonl: has no key in any record 'text' \(columns\.text; its columns are "
+                                         r"\['content', 'id'\]\).*io\.on_bad_file=skip"):
+        _job(spark, gte_bundle, inputs, tmp_path / "fail").annotate()
+    summary = _job(spark, gte_bundle, inputs, tmp_path / "skip", **{"io.on_bad_file": "skip"}).annotate()
+    assert [s["file"] for s in summary["skipped_files"]] == [str(tmp_path / "in" / "b.jsonl")]
+    assert summary["rows_without_text"] == 0 and set(_scored(spark, tmp_path / "skip")) == {f"a{i}" for i in range(4)}
+
+
 @case("the same file is given twice under two spellings (`dir/a.jsonl`, `dir/../dir/a.jsonl`, a glob)",
       "paths are normalised and de-duplicated: the file is read once")
 def test_same_file_two_spellings(spark, gte_bundle, tmp_path):
@@ -130,8 +178,51 @@ def test_parquet_schemas_merged(spark, gte_bundle, parquet_dir, tmp_path):
     rows = spark.read.parquet(str(tmp_path / "out" / "scored")).select("id", "url").collect()
     assert {r["id"]: r["url"] for r in rows} == {**{f"a{i}": None for i in range(4)}, **{f"b{i}": f"u{i}" for i in range(3)}}
     parquet_dir("c.parquet", [{"id": f"c{i}", "body": "kein text"} for i in range(2)])
-    with pytest.raises(InputError, match=r"c\.parquet has no column 'text'"):
+    with pytest.raises(InputError, match=r"c\.parquet: has no column 'text'"):
         _job(spark, gte_bundle, inputs, tmp_path / "out2").annotate()
+
+
+@case("parquet files whose column types clash (`id` is bigint in one file, string in another)",
+      "error naming the files, the column and both types: `cannot read input file b.parquet: column 'id' is string in this "
+      "file but bigint in a.parquet ...`; `skip`: the odd file is skipped and listed in `skipped_files`")
+def test_parquet_column_types_clash(spark, gte_bundle, parquet_dir, tmp_path):
+    parquet_dir("a.parquet", [{"id": i, "text": f"Satz {i}."} for i in range(4)])
+    parquet_dir("b.parquet", [{"id": f"b{i}", "text": f"Frase {i}."} for i in range(3)])
+    parquet_dir("c.parquet", [{"id": 10 + i, "text": f"Phrase {i}."} for i in range(2)])
+    inputs = [tmp_path / "pq" / "*.parquet"]
+    with pytest.raises(InputError, match=r"cannot read input file .*b\.parquet: column 'id' is string in this file but "
+                                         r"bigint in .*a\.parquet and 1 other file\(s\)"):
+        _job(spark, gte_bundle, inputs, tmp_path / "fail").annotate()
+    summary = _job(spark, gte_bundle, inputs, tmp_path / "skip", **{"io.on_bad_file": "skip"}).annotate()
+    assert [s["file"] for s in summary["skipped_files"]] == [str(tmp_path / "pq" / "b.parquet")]
+    assert sorted(_scored(spark, tmp_path / "skip")) == [0, 1, 2, 3, 10, 11]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@case("hive-style partition directories (`in/lang=srp/part-0.jsonl`, parquet alike) named by their folder or a glob",
+      "read as Spark reads them: the partition column (`lang`) is in scored/ and filtered/ and may be the language "
+      "column; several folders with partition directories below them are refused naming them (one `basePath`)")
+def test_hive_partition_directories(spark, gte_bundle, tmp_path, fmt):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    langs = {"srp": _docs(6, 25, "s"), "hrv": _docs(5, 26, "h")}
+    for lang, docs in langs.items():
+        target = tmp_path / "in" / f"lang={lang}" / f"part-0.{fmt}"
+        if fmt == "jsonl":
+            _jsonl(target, docs)
+        else:
+            target.parent.mkdir(parents=True)
+            pq.write_table(pa.Table.from_pylist([{"id": d["id"], "text": d["text"]} for d in docs]), target)
+    expected = {d["id"]: lang for lang, docs in langs.items() for d in docs}
+    for inputs, out in (([tmp_path / "in"], "folder"), ([tmp_path / "in" / "*" / f"*.{fmt}"], "glob")):
+        summary = _job(spark, gte_bundle, inputs, tmp_path / out, **{"columns.language": '["lang"]',
+                                                                   "thresholds.min_docs": "3"}).run()
+        rows = spark.read.parquet(str(tmp_path / out / "scored")).select("id", "lang").collect()
+        assert {r["id"]: r["lang"] for r in rows} == expected
+        assert sorted(e["lang"] for e in summary["filter"]["per_language"]) == ["hrv", "srp"]
+    with pytest.raises(InputError, match=r"hive-style partition directories .* several folders"):
+        _job(spark, gte_bundle, [tmp_path / "in" / "lang=srp", tmp_path / "in"], tmp_path / "two").annotate()
 
 
 @case("a parquet file whose non-text column is corrupt (readable footer, broken `id` pages)",
