@@ -350,6 +350,81 @@ case("invalid UTF-8, lone surrogates, control characters, a 5 MB document",
 # -- tables in and out -----------------------------------------------------------------------------
 
 
+@case("`io.partition_by_language` while the language column holds both `\"\"` and null",
+      "refused before filter writes anything: `io.partition_by_language: language column 'language' holds the empty "
+      "string in 2 document(s) ...: map \"\" to a language code (e.g. 'und') ...` (Spark would write both to "
+      "`__HIVE_DEFAULT_PARTITION__` and read `\"\"` back as null); without partitioning both round-trip distinct")
+def test_empty_string_language_with_partitioning(spark, gte_bundle, tmp_path):
+    docs = _docs(12, 27, "p")
+    for i, language in ((0, ""), (1, ""), (2, None), (3, None)):
+        docs[i]["language"] = language
+    src = _jsonl(tmp_path / "a.jsonl", docs)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"io\.partition_by_language: language column 'language' holds the empty string "
+                                         r"in 2 document\(s\) of .*scored.*map \"\" to a language code"):
+        _job(spark, gte_bundle, [src], out, **{"io.partition_by_language": "true", "thresholds.min_docs": "3"}).run()
+    assert not (out / "filtered").exists() and not (out / "dropped").exists()
+    summary = _job(spark, gte_bundle, [src], out, **{"thresholds.min_docs": "3"}).filter()
+    written = spark.read.parquet(str(out / "filtered")).unionByName(
+        spark.read.parquet(str(out / "dropped")).drop(schema.DROP_REASON))
+    languages = {r["id"]: r["language"] for r in written.select("id", "language").collect()}
+    assert (languages["p0"], languages["p1"], languages["p2"], languages["p3"]) == ("", "", None, None)
+    assert summary["kept_rows"] + summary["dropped_rows"] == 12
+
+
+@pytest.fixture()
+def embeddings_dir(tmp_path):
+    """Writes parquet files of (id, emb) for heads-only rescoring; ``emb`` as given (array<float> or binary)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def write(name: str, rows: list[tuple[str, object]], binary: bool = False) -> Path:
+        target = tmp_path / "emb" / name
+        target.parent.mkdir(exist_ok=True)
+        kind = pa.binary() if binary else pa.list_(pa.float32())
+        pq.write_table(pa.table({"id": [r[0] for r in rows], "emb": pa.array([r[1] for r in rows], kind)}), target)
+        return target
+
+    return write
+
+
+@case("rescoring stored embeddings (`columns.embedding`) with a bad value: another width, widths mixed across files, "
+      "an empty array, a binary value of an odd byte length",
+      "one line naming the file, column, document and problem (`bad stored embedding in b.parquet: embedding column 'emb' "
+      "(columns.embedding), document id=b2: has 16 dimensions, the heads take 32`), exit 2: the first rows are checked on "
+      "the driver before any task, the rest on executors")
+def test_bad_stored_embeddings(spark, gte_bundle, embeddings_dir, tmp_path, capsys):
+    from spark_jql.cli import main
+
+    from .conftest import as_cli_args
+
+    good = [(f"a{i}", [0.01 * (i + k) for k in range(32)]) for i in range(6)]
+    embeddings_dir("a.parquet", good)
+    sets = {"columns.embedding": "emb", "io.files_per_unit": "1"}
+
+    def refused(name: str, rows: list, message: str, binary: bool = False, **more: str) -> None:
+        bad = embeddings_dir(name, rows, binary)
+        args = as_cli_args(job_overrides(gte_bundle, [str(tmp_path / "emb" / "*.parquet")], tmp_path / name, **sets, **more))
+        assert main([*args, "annotate"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err[-3000:]
+        assert f"bad stored embedding in {bad}: embedding column 'emb' (columns.embedding), {message}" in err, err
+        bad.unlink()
+
+    # b.parquet sorts after a.parquet: the driver's first rows pass, an executor finds it
+    refused("b.parquet", [*good[:2], ("b2", [0.1] * 16)], "document id=b2: has 16 dimensions, the heads take 32")
+    refused("b.parquet", [*good[:3], ("b3", [])], "document id=b3: has 0 dimensions, the heads take 32")
+    refused("0.parquet", [("z0", [0.1] * 48)], "document id=z0: has 48 dimensions, the heads take 32")  # the driver's rows
+    half = bytes(64)  # 32 float16 values
+    embeddings_dir("a.parquet", [(f"a{i}", half) for i in range(6)], binary=True)
+    refused("b.parquet", [("b0", half), ("b1", half[:-1])],
+            "document id=b1: has 63 bytes, not a whole number of 2-byte float16 values", binary=True,
+            **{"columns.embedding_dtype": "float16"})
+    summary = _job(spark, gte_bundle, [tmp_path / "emb" / "*.parquet"], tmp_path / "ok",
+                   **sets, **{"columns.embedding_dtype": "float16"}).annotate()
+    assert summary["scored_rows"] == summary["rows_with_score"] == 6
+
+
 @case("the input is a catalog table (`io.input_table`; Delta/Iceberg by `io.input_format`), outputs go to tables "
       "(`io.output_tables`), partitioned by language, with chosen columns (`io.output_columns`)",
       "units are the table's files (`_metadata.file_path`, with size and modification time): rows appended as new files "

@@ -32,6 +32,7 @@ from spark_jql import schema
 from spark_jql.config import JobConfig
 from spark_jql.errors import AccountingError, InputError, marked_line
 from spark_jql.layout import OutputLayout
+from spark_jql.paths import normalise
 from spark_jql.scoring.identity import scorer_fingerprint
 from spark_jql.spark import preflight
 from spark_jql.spark.api import (
@@ -90,7 +91,10 @@ class AnnotateStage(UnitStage):
     def translate(self, err: Exception) -> Exception | None:
         """A stored embedding the heads cannot take, raised by the query: one line naming file, column and document."""
         line = marked_line(err, BAD_EMBEDDING) if self.heads_only else None
-        return InputError(f"bad stored embedding in {line}") if line else None
+        if not line:
+            return None
+        file, rest = line.split(": ", 1)
+        return InputError(f"bad stored embedding in {normalise(file) if file else 'the input'}: {rest}")
 
     def transform(self, rows, unit: int):
         cfg = self.cfg

@@ -10,6 +10,7 @@ from pyspark.sql.types import ArrayType, BinaryType, DoubleType, FloatType
 from spark_jql import schema
 from spark_jql.config import ScorerConfig
 from spark_jql.errors import CheckpointError, InputError
+from spark_jql.paths import normalise
 from spark_jql.scoring.heads import check_provenance, embedder_name, load_head_file
 from spark_jql.scoring.hub import resolve_head_file
 from spark_jql.scoring.models import resolve
@@ -77,5 +78,6 @@ def check_first_values(df: DataFrame, column: str, encoding: str, dim: int, file
         found = problem(row[column], encoding, dim)
         if found:
             who = f"document id={row['id']}" if keep else f"row {i}"
-            raise InputError(f"bad stored embedding in {row[file_column]}: embedding column {column!r} "
+            file = normalise(row[file_column]) if row[file_column] else "the input"
+            raise InputError(f"bad stored embedding in {file}: embedding column {column!r} "
                              f"(columns.embedding), {who}: {found}")
