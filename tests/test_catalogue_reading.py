@@ -4,6 +4,7 @@ message and that no document is lost, duplicated or mixed (see tests/catalogue.p
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -15,10 +16,11 @@ from spark_jql.config import load_config
 from spark_jql.devtools.sample_data import generate_documents, write_jsonl
 from spark_jql.errors import InputError
 from spark_jql.spark.job import Job
+from tests import test_lease as lease
 from tests import test_reliability as reliability
 
 from .catalogue import case
-from .conftest import job_overrides
+from .conftest import as_cli_args, job_overrides
 
 
 def _docs(n: int, seed: int, prefix: str) -> list[dict]:
@@ -256,6 +258,57 @@ def test_reserved_column_names(spark, gte_bundle, tmp_path):
         assert not list((tmp_path / column / "out" / "scored").glob("jql_unit=*"))
 
 
+CONNECT_CLIENT = """
+import json, sys
+from spark_jql.cli import run_job
+from spark_jql.errors import SparkJQLError
+
+found = {}
+for name, args in json.loads(sys.argv[1]).items():
+    try:
+        run_job(args)
+        found[name] = None
+    except SparkJQLError as err:
+        found[name] = str(err)
+print("RESULTS " + json.dumps(found))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("grpc") is None, reason="pyspark[connect] extras not installed")
+@case("on Spark Connect: two JSON documents on one line, parquet column types that clash, a bad stored embedding",
+      "the same one line as on a classic session (the query's error crosses Connect and is named by file and line, "
+      "column or document); exit 2")
+def test_reading_errors_over_spark_connect(spark, connect_url, gte_bundle, parquet_dir, embeddings_dir, tmp_path):
+    import subprocess
+    import sys
+
+    lines = [json.dumps(d) for d in _docs(4, 28, "c")]
+    src = tmp_path / "two.jsonl"
+    src.write_text("\n".join([lines[0], lines[1] + lines[2], lines[3]]) + "\n")
+    parquet_dir("a.parquet", [{"id": 1, "text": "Satz."}])
+    parquet_dir("b.parquet", [{"id": "x", "text": "Frase."}])
+    embeddings_dir("a.parquet", [("a0", [0.1] * 32), ("a1", [0.1] * 32)])
+    embeddings_dir("b.parquet", [("b0", [0.1] * 32), ("b1", [0.1] * 8)])
+    jobs = {
+        "two": ([src], {}),
+        "clash": ([tmp_path / "pq" / "*.parquet"], {}),
+        "embedding": ([tmp_path / "emb" / "*.parquet"], {"columns.embedding": "emb", "io.files_per_unit": "1"}),
+    }
+    args = {name: [*as_cli_args(job_overrides(gte_bundle, [str(i) for i in inputs], tmp_path / f"out-{name}", **sets)),
+                   "annotate"] for name, (inputs, sets) in jobs.items()}
+    env = {**os.environ, "SPARK_REMOTE": connect_url, "SPARK_JQL_ARTIFACT_IO": "spark",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", CONNECT_CLIENT, json.dumps(args)], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    found = json.loads(proc.stdout.split("RESULTS ", 1)[1])
+    assert all(message is not None and len(message.splitlines()) == 1 for message in found.values()), found
+    assert f"{src}: line 2: more than one JSON value on one line" in found["two"]
+    assert "b.parquet: column 'id' is string in this file but bigint in " in found["clash"]
+    assert (f"bad stored embedding in {tmp_path / 'emb' / 'b.parquet'}: embedding column 'emb' (columns.embedding), "
+            "document id=b1: has 8 dimensions, the heads take 32") in found["embedding"]
+
+
 # -- resume ----------------------------------------------------------------------------------------
 
 
@@ -345,6 +398,11 @@ case("a truncated `.jsonl.gz`, an empty `.jsonl.gz`",
 case("invalid UTF-8, lone surrogates, control characters, a 5 MB document",
      "all scored: invalid bytes become U+FFFD, the long document is truncated at `embedder.max_length`")(
     reliability.test_dirty_text_is_scored_not_dropped)
+case("a second run starts on an output another run is still writing",
+     "refused before it writes or deletes anything, exit 2: `output <out> is in use by run 3f2a (annotate, host h1 pid 4242, "
+     "started 12:01:02, last heartbeat 3 s ago); wait for it to finish, or stop it ...`; a killed holder's lease "
+     "(`_jql_lease.json`) is taken over at once on the same host, after 60 s without heartbeat from another")(
+    lease.test_live_lease_refuses_a_second_run_then_a_dead_holder_is_taken_over)
 
 
 # -- tables in and out -----------------------------------------------------------------------------
@@ -395,8 +453,6 @@ def embeddings_dir(tmp_path):
       "the driver before any task, the rest on executors")
 def test_bad_stored_embeddings(spark, gte_bundle, embeddings_dir, tmp_path, capsys):
     from spark_jql.cli import main
-
-    from .conftest import as_cli_args
 
     good = [(f"a{i}", [0.01 * (i + k) for k in range(32)]) for i in range(6)]
     embeddings_dir("a.parquet", good)
