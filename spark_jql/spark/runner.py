@@ -19,6 +19,7 @@ Three things keep every slot busy:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -280,12 +281,16 @@ class UnitRunner:
     def _files_without_text(self, files: list[str]) -> list[tuple[str, str]]:
         """(file, why) for each file without a single text value that lacks the text column (parquet) or key (JSON)."""
         text = self.text_column
-        per_file = self.source.read(files, self.schema).groupBy(FILE).agg(F.count(quoted(text)).alias("n")).collect()
+        if self.source.fmt == "json":  # candidates by a raw text scan (no JSON parsing): no line holds "text" at all
+            lines = self.spark.read.text(files).select(F.input_file_name().alias(FILE), F.instr("value", json.dumps(text)).alias("n"))
+        else:  # parquet: the text column alone
+            lines = self.source.read(files, self.schema).select(FILE, F.when(quoted(text).isNotNull(), 1).alias("n"))
+        per_file = lines.groupBy(FILE).agg(F.max("n").alias("n")).collect()
         found = []
         for r in per_file:
             if r["n"]:
                 continue
-            own = self.source.schema([r[FILE]]).names  # this file's own columns (parquet footer, JSON inference)
+            own = self.source.schema([normalise(r[FILE])]).names  # this file's own columns (parquet footer, JSON inference)
             if text not in own:
                 what = "column" if self.source.fmt == "parquet" else "key in any record"
                 found.append((normalise(r[FILE]), f"has no {what} {text!r} (columns.text; its columns are "
