@@ -13,8 +13,12 @@ the resume manifest compares -- and a reader that adds two private columns to ev
 
 JSON lines are read as text and parsed with ``from_json`` (PERMISSIVE, with a corrupt-record
 field), because Spark's ``from_json`` returns a struct of nulls, not null, for a bad line.
-Parquet schemas are merged across files (``mergeSchema``), so no file's extra column is
-dropped; a file that lacks the text column is an error naming it.
+Whitespace-only lines (tabs included) are skipped; a line holding two JSON values (``{...}{...}``,
+which ``from_json`` would read as its first) is a bad record. Parquet schemas are merged across
+files (``mergeSchema``), so no file's extra column is dropped; files whose column types clash are
+named with the column and both types; a file that lacks the text column (or key) is a bad file.
+Hive-style ``key=value`` directories below the folder named in ``io.input`` are partition
+columns, as when Spark reads that folder (``basePath``).
 """
 
 from __future__ import annotations
