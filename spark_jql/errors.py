@@ -49,3 +49,16 @@ def worker_error(err: BaseException) -> WorkerLoadError | None:
                 return WorkerLoadError(line.split(marker, 1)[1].strip())
         err = err.__cause__ or err.__context__
     return None
+
+
+def marked_line(err: BaseException, marker: str) -> str | None:
+    """The rest of the line after ``marker`` (a message a query raised with ``raise_error``), out of Spark's exception
+    chain; None if no exception in the chain carries it. Spark's ``SQLSTATE`` suffix is left out."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        for line in str(err).splitlines():
+            if marker in line:
+                return line.split(marker, 1)[1].split(" SQLSTATE: ", 1)[0].strip()
+        err = err.__cause__ or err.__context__
+    return None

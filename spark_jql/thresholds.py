@@ -99,9 +99,16 @@ class Thresholds:
             return f"relative_error {self.relative_error}, min_docs {self.min_docs} or global_documents out of range"
         keys = {_qkey(q) for q in self.quantiles}
         tables = [("global_thresholds", self.global_thresholds)]
+        seen: dict[str, int] = {}
         for i, e in enumerate(self.languages):
             if set(e.language) != set(self.language_columns):
                 return f"languages.{i}.language has keys {sorted(e.language)}, expected {self.language_columns}"
+            # one threshold per language: a second entry would join twice and duplicate its documents
+            key = json.dumps([e.language[c] for c in self.language_columns])
+            if key in seen:
+                return (f"language {json.dumps(e.language, ensure_ascii=False)} is listed twice (languages.{seen[key]} "
+                        f"and languages.{i}); keep one entry per language or recompute the file with the thresholds stage")
+            seen[key] = i
             if e.documents < 0:
                 return f"languages.{i}.documents is negative ({e.documents})"
             tables.append((f"languages.{i}.thresholds", e.thresholds))

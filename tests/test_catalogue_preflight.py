@@ -304,6 +304,32 @@ def test_tampered_thresholds_file(spark, gte_bundle, docs_file, tmp_path, capsys
     assert not (out / "filtered").exists()
 
 
+@case("thresholds.json lists a language twice",
+      "exit 2 before filtering: `thresholds file <out>/thresholds.json: language {\"language\": \"deu\"} is listed twice "
+      "(languages.0 and languages.1) ...`; nothing written (a second entry would duplicate the language's documents)")
+def test_thresholds_file_lists_a_language_twice(spark, gte_bundle, docs_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    thresholds = _thresholds_json()
+    thresholds["languages"] = thresholds["languages"] * 2
+    (out / "thresholds.json").write_text(json.dumps(thresholds))
+    err = _refused(capsys, gte_bundle, [str(docs_file)], out, stage="filter")
+    assert f"thresholds file {out / 'thresholds.json'}: language {{\"language\": \"deu\"}} is listed twice " \
+           "(languages.0 and languages.1)" in err
+    assert not (out / "filtered").exists()
+
+
+@case("`io.output_columns` names a column that neither the input nor spark_jql has",
+      "exit 2 before anything is scored: `io.output_columns names column(s) ['nope'] that the filtered output will not "
+      "have (...); the available columns are ['id', ..., 'text', ..., 'jql_score', ...]`")
+def test_unknown_output_column(spark, gte_bundle, docs_file, tmp_path, capsys):
+    err = _refused(capsys, gte_bundle, [str(docs_file)], tmp_path / "out",
+                   **{"io.output_columns": '["id", "nope", "jql_score"]'})
+    assert "io.output_columns names column(s) ['nope'] that the filtered output will not have" in err
+    available = err.split("the available columns are ", 1)[1]
+    assert all(f"'{c}'" in available for c in ("id", "text", "url", "jql_score", "jql_threshold"))
+
+
 @case("`filter.quantile` that thresholds.json was not computed for",
       "exit 2 before filtering: `<out>/thresholds.json has thresholds for quantiles [0.6, 0.7], not for filter.quantile 0.8 ...`")
 def test_filter_quantile_not_in_thresholds(spark, gte_bundle, docs_file, tmp_path, capsys):

@@ -4,6 +4,7 @@ message and that no document is lost, duplicated or mixed (see tests/catalogue.p
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -15,10 +16,11 @@ from spark_jql.config import load_config
 from spark_jql.devtools.sample_data import generate_documents, write_jsonl
 from spark_jql.errors import InputError
 from spark_jql.spark.job import Job
+from tests import test_lease as lease
 from tests import test_reliability as reliability
 
 from .catalogue import case
-from .conftest import job_overrides
+from .conftest import as_cli_args, job_overrides
 
 
 def _docs(n: int, seed: int, prefix: str) -> list[dict]:
@@ -80,6 +82,54 @@ def test_compressed_file_under_a_plain_name(spark, gte_bundle, tmp_path):
     assert plain.exists()
 
 
+@case("two JSON documents on one line (`{...}{...}`, `{...} {...}`: `cat` after a file without a final newline)",
+      "never silently lost: error `a.jsonl: line 3: more than one JSON value on one line (a missing line break between two "
+      "documents?)` (exit 2); `io.on_bad_file=skip`: the line is skipped and counted (`skipped_records`)")
+def test_two_json_documents_on_one_line(spark, gte_bundle, tmp_path):
+    docs = _docs(10, 21, "a")
+    lines = [json.dumps(d) for d in docs]
+    lines[2:4] = [lines[2] + lines[3]]  # {...}{...}
+    lines[4:6] = [lines[4] + " " + lines[5]]  # {...} {...}
+    src = tmp_path / "a.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"a\.jsonl: line 3: more than one JSON value on one line") as err:
+        _job(spark, gte_bundle, [src], tmp_path / "fail").annotate()
+    assert "2 bad record(s)" in str(err.value)
+    summary = _job(spark, gte_bundle, [src], tmp_path / "skip", **{"io.on_bad_file": "skip"}).annotate()
+    assert summary["skipped_records"] == 2 and summary["input_rows"] + summary["skipped_records"] == len(lines)
+    assert set(_scored(spark, tmp_path / "skip")) == {d["id"] for d in docs} - {"a2", "a3", "a5", "a6"}
+
+
+@case("whitespace-only lines (spaces, a tab, `\\r`) between the documents",
+      "ignored like empty lines, never a bad record; an error further down names its own line number")
+def test_whitespace_only_lines(spark, gte_bundle, tmp_path):
+    docs = _docs(5, 22, "w")
+    lines = [json.dumps(docs[0]), "\t", json.dumps(docs[1]), "   ", " \t \r", json.dumps(docs[2]), "",
+             json.dumps(docs[3]), json.dumps(docs[4])]
+    src = tmp_path / "w.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    summary = _job(spark, gte_bundle, [src], tmp_path / "ok").annotate()
+    assert summary["skipped_records"] == 0 and set(_scored(spark, tmp_path / "ok")) == {d["id"] for d in docs}
+    src.write_text("\n".join([*lines[:7], "not json", *lines[7:]]) + "\n")
+    with pytest.raises(InputError, match=r"w\.jsonl: line 8: not a JSON object: 'not json' \(1 bad record"):
+        _job(spark, gte_bundle, [src], tmp_path / "fail").annotate()
+
+
+@case("a JSON-lines file in which no record has the text key (e.g. `content` instead of `text`), beside good files",
+      "a bad file: error `cannot read input file b.jsonl: has no key in any record 'text' (columns.text; its columns are "
+      "['content', 'id']) ...`; `skip`: the file is skipped and listed in `skipped_files`; never `no_score` rows")
+def test_jsonl_file_without_the_text_key(spark, gte_bundle, tmp_path):
+    _jsonl(tmp_path / "in" / "a.jsonl", _docs(4, 23, "a"))
+    _jsonl(tmp_path / "in" / "b.jsonl", [{"id": f"b{i}", "content": d["text"]} for i, d in enumerate(_docs(3, 24, "b"))])
+    inputs = [tmp_path / "in" / "*.jsonl"]
+    with pytest.raises(InputError, match=r"b\.jsonl: has no key in any record 'text' \(columns\.text; its columns are "
+                                         r"\['content', 'id'\]\).*io\.on_bad_file=skip"):
+        _job(spark, gte_bundle, inputs, tmp_path / "fail").annotate()
+    summary = _job(spark, gte_bundle, inputs, tmp_path / "skip", **{"io.on_bad_file": "skip"}).annotate()
+    assert [s["file"] for s in summary["skipped_files"]] == [str(tmp_path / "in" / "b.jsonl")]
+    assert summary["rows_without_text"] == 0 and set(_scored(spark, tmp_path / "skip")) == {f"a{i}" for i in range(4)}
+
+
 @case("the same file is given twice under two spellings (`dir/a.jsonl`, `dir/../dir/a.jsonl`, a glob)",
       "paths are normalised and de-duplicated: the file is read once")
 def test_same_file_two_spellings(spark, gte_bundle, tmp_path):
@@ -130,8 +180,51 @@ def test_parquet_schemas_merged(spark, gte_bundle, parquet_dir, tmp_path):
     rows = spark.read.parquet(str(tmp_path / "out" / "scored")).select("id", "url").collect()
     assert {r["id"]: r["url"] for r in rows} == {**{f"a{i}": None for i in range(4)}, **{f"b{i}": f"u{i}" for i in range(3)}}
     parquet_dir("c.parquet", [{"id": f"c{i}", "body": "kein text"} for i in range(2)])
-    with pytest.raises(InputError, match=r"c\.parquet has no column 'text'"):
+    with pytest.raises(InputError, match=r"c\.parquet: has no column 'text'"):
         _job(spark, gte_bundle, inputs, tmp_path / "out2").annotate()
+
+
+@case("parquet files whose column types clash (`id` is bigint in one file, string in another)",
+      "error naming the files, the column and both types: `cannot read input file b.parquet: column 'id' is string in this "
+      "file but bigint in a.parquet ...`; `skip`: the odd file is skipped and listed in `skipped_files`")
+def test_parquet_column_types_clash(spark, gte_bundle, parquet_dir, tmp_path):
+    parquet_dir("a.parquet", [{"id": i, "text": f"Satz {i}."} for i in range(4)])
+    parquet_dir("b.parquet", [{"id": f"b{i}", "text": f"Frase {i}."} for i in range(3)])
+    parquet_dir("c.parquet", [{"id": 10 + i, "text": f"Phrase {i}."} for i in range(2)])
+    inputs = [tmp_path / "pq" / "*.parquet"]
+    with pytest.raises(InputError, match=r"cannot read input file .*b\.parquet: column 'id' is string in this file but "
+                                         r"bigint in .*a\.parquet and 1 other file\(s\)"):
+        _job(spark, gte_bundle, inputs, tmp_path / "fail").annotate()
+    summary = _job(spark, gte_bundle, inputs, tmp_path / "skip", **{"io.on_bad_file": "skip"}).annotate()
+    assert [s["file"] for s in summary["skipped_files"]] == [str(tmp_path / "pq" / "b.parquet")]
+    assert sorted(_scored(spark, tmp_path / "skip")) == [0, 1, 2, 3, 10, 11]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@case("hive-style partition directories (`in/lang=srp/part-0.jsonl`, parquet alike) named by their folder or a glob",
+      "read as Spark reads them: the partition column (`lang`) is in scored/ and filtered/ and may be the language "
+      "column; several folders with partition directories below them are refused naming them (one `basePath`)")
+def test_hive_partition_directories(spark, gte_bundle, tmp_path, fmt):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    langs = {"srp": _docs(6, 25, "s"), "hrv": _docs(5, 26, "h")}
+    for lang, docs in langs.items():
+        target = tmp_path / "in" / f"lang={lang}" / f"part-0.{fmt}"
+        if fmt == "jsonl":
+            _jsonl(target, docs)
+        else:
+            target.parent.mkdir(parents=True)
+            pq.write_table(pa.Table.from_pylist([{"id": d["id"], "text": d["text"]} for d in docs]), target)
+    expected = {d["id"]: lang for lang, docs in langs.items() for d in docs}
+    for inputs, out in (([tmp_path / "in"], "folder"), ([tmp_path / "in" / "*" / f"*.{fmt}"], "glob")):
+        summary = _job(spark, gte_bundle, inputs, tmp_path / out, **{"columns.language": '["lang"]',
+                                                                   "thresholds.min_docs": "3"}).run()
+        rows = spark.read.parquet(str(tmp_path / out / "scored")).select("id", "lang").collect()
+        assert {r["id"]: r["lang"] for r in rows} == expected
+        assert sorted(e["lang"] for e in summary["filter"]["per_language"]) == ["hrv", "srp"]
+    with pytest.raises(InputError, match=r"hive-style partition directories .* several folders"):
+        _job(spark, gte_bundle, [tmp_path / "in" / "lang=srp", tmp_path / "in"], tmp_path / "two").annotate()
 
 
 @case("a parquet file whose non-text column is corrupt (readable footer, broken `id` pages)",
@@ -163,6 +256,57 @@ def test_reserved_column_names(spark, gte_bundle, tmp_path):
         with pytest.raises(InputError, match=rf"has column\(s\) \['{column}'\] named like spark_jql's own"):
             _job(spark, gte_bundle, [src], tmp_path / column / "out").annotate()
         assert not list((tmp_path / column / "out" / "scored").glob("jql_unit=*"))
+
+
+CONNECT_CLIENT = """
+import json, sys
+from spark_jql.cli import run_job
+from spark_jql.errors import SparkJQLError
+
+found = {}
+for name, args in json.loads(sys.argv[1]).items():
+    try:
+        run_job(args)
+        found[name] = None
+    except SparkJQLError as err:
+        found[name] = str(err)
+print("RESULTS " + json.dumps(found))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("grpc") is None, reason="pyspark[connect] extras not installed")
+@case("on Spark Connect: two JSON documents on one line, parquet column types that clash, a bad stored embedding",
+      "the same one line as on a classic session (the query's error crosses Connect and is named by file and line, "
+      "column or document); exit 2")
+def test_reading_errors_over_spark_connect(spark, connect_url, gte_bundle, parquet_dir, embeddings_dir, tmp_path):
+    import subprocess
+    import sys
+
+    lines = [json.dumps(d) for d in _docs(4, 28, "c")]
+    src = tmp_path / "two.jsonl"
+    src.write_text("\n".join([lines[0], lines[1] + lines[2], lines[3]]) + "\n")
+    parquet_dir("a.parquet", [{"id": 1, "text": "Satz."}])
+    parquet_dir("b.parquet", [{"id": "x", "text": "Frase."}])
+    embeddings_dir("a.parquet", [("a0", [0.1] * 32), ("a1", [0.1] * 32)])
+    embeddings_dir("b.parquet", [("b0", [0.1] * 32), ("b1", [0.1] * 8)])
+    jobs = {
+        "two": ([src], {}),
+        "clash": ([tmp_path / "pq" / "*.parquet"], {}),
+        "embedding": ([tmp_path / "emb" / "*.parquet"], {"columns.embedding": "emb", "io.files_per_unit": "1"}),
+    }
+    args = {name: [*as_cli_args(job_overrides(gte_bundle, [str(i) for i in inputs], tmp_path / f"out-{name}", **sets)),
+                   "annotate"] for name, (inputs, sets) in jobs.items()}
+    env = {**os.environ, "SPARK_REMOTE": connect_url, "SPARK_JQL_ARTIFACT_IO": "spark",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", CONNECT_CLIENT, json.dumps(args)], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    found = json.loads(proc.stdout.split("RESULTS ", 1)[1])
+    assert all(message is not None and len(message.splitlines()) == 1 for message in found.values()), found
+    assert f"{src}: line 2: more than one JSON value on one line" in found["two"]
+    assert "b.parquet: column 'id' is string in this file but bigint in " in found["clash"]
+    assert (f"bad stored embedding in {tmp_path / 'emb' / 'b.parquet'}: embedding column 'emb' (columns.embedding), "
+            "document id=b1: has 8 dimensions, the heads take 32") in found["embedding"]
 
 
 # -- resume ----------------------------------------------------------------------------------------
@@ -254,9 +398,87 @@ case("a truncated `.jsonl.gz`, an empty `.jsonl.gz`",
 case("invalid UTF-8, lone surrogates, control characters, a 5 MB document",
      "all scored: invalid bytes become U+FFFD, the long document is truncated at `embedder.max_length`")(
     reliability.test_dirty_text_is_scored_not_dropped)
+case("a second run starts on an output another run is still writing",
+     "refused before it writes or deletes anything, exit 2: `output <out> is in use by run 3f2a (annotate, host h1 pid 4242, "
+     "started 12:01:02, last heartbeat 3 s ago); wait for it to finish, or stop it ...`; a killed holder's lease "
+     "(`_jql_lease.json`) is taken over at once on the same host, after 60 s without heartbeat from another")(
+    lease.test_live_lease_refuses_a_second_run_then_a_dead_holder_is_taken_over)
 
 
 # -- tables in and out -----------------------------------------------------------------------------
+
+
+@case("`io.partition_by_language` while the language column holds both `\"\"` and null",
+      "refused before filter writes anything: `io.partition_by_language: language column 'language' holds the empty "
+      "string in 2 document(s) ...: map \"\" to a language code (e.g. 'und') ...` (Spark would write both to "
+      "`__HIVE_DEFAULT_PARTITION__` and read `\"\"` back as null); without partitioning both round-trip distinct")
+def test_empty_string_language_with_partitioning(spark, gte_bundle, tmp_path):
+    docs = _docs(12, 27, "p")
+    for i, language in ((0, ""), (1, ""), (2, None), (3, None)):
+        docs[i]["language"] = language
+    src = _jsonl(tmp_path / "a.jsonl", docs)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"io\.partition_by_language: language column 'language' holds the empty string "
+                                         r"in 2 document\(s\) of .*scored.*map \"\" to a language code"):
+        _job(spark, gte_bundle, [src], out, **{"io.partition_by_language": "true", "thresholds.min_docs": "3"}).run()
+    assert not (out / "filtered").exists() and not (out / "dropped").exists()
+    summary = _job(spark, gte_bundle, [src], out, **{"thresholds.min_docs": "3"}).filter()
+    written = spark.read.parquet(str(out / "filtered")).unionByName(
+        spark.read.parquet(str(out / "dropped")).drop(schema.DROP_REASON))
+    languages = {r["id"]: r["language"] for r in written.select("id", "language").collect()}
+    assert (languages["p0"], languages["p1"], languages["p2"], languages["p3"]) == ("", "", None, None)
+    assert summary["kept_rows"] + summary["dropped_rows"] == 12
+
+
+@pytest.fixture()
+def embeddings_dir(tmp_path):
+    """Writes parquet files of (id, emb) for heads-only rescoring; ``emb`` as given (array<float> or binary)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def write(name: str, rows: list[tuple[str, object]], binary: bool = False) -> Path:
+        target = tmp_path / "emb" / name
+        target.parent.mkdir(exist_ok=True)
+        kind = pa.binary() if binary else pa.list_(pa.float32())
+        pq.write_table(pa.table({"id": [r[0] for r in rows], "emb": pa.array([r[1] for r in rows], kind)}), target)
+        return target
+
+    return write
+
+
+@case("rescoring stored embeddings (`columns.embedding`) with a bad value: another width, widths mixed across files, "
+      "an empty array, a binary value of an odd byte length",
+      "one line naming the file, column, document and problem (`bad stored embedding in b.parquet: embedding column 'emb' "
+      "(columns.embedding), document id=b2: has 16 dimensions, the heads take 32`), exit 2: the first rows are checked on "
+      "the driver before any task, the rest on executors")
+def test_bad_stored_embeddings(spark, gte_bundle, embeddings_dir, tmp_path, capsys):
+    from spark_jql.cli import main
+
+    good = [(f"a{i}", [0.01 * (i + k) for k in range(32)]) for i in range(6)]
+    embeddings_dir("a.parquet", good)
+    sets = {"columns.embedding": "emb", "io.files_per_unit": "1"}
+
+    def refused(name: str, rows: list, message: str, binary: bool = False, **more: str) -> None:
+        bad = embeddings_dir(name, rows, binary)
+        args = as_cli_args(job_overrides(gte_bundle, [str(tmp_path / "emb" / "*.parquet")], tmp_path / name, **sets, **more))
+        assert main([*args, "annotate"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err[-3000:]
+        assert f"bad stored embedding in {bad}: embedding column 'emb' (columns.embedding), {message}" in err, err
+        bad.unlink()
+
+    # b.parquet sorts after a.parquet: the driver's first rows pass, an executor finds it
+    refused("b.parquet", [*good[:2], ("b2", [0.1] * 16)], "document id=b2: has 16 dimensions, the heads take 32")
+    refused("b.parquet", [*good[:3], ("b3", [])], "document id=b3: has 0 dimensions, the heads take 32")
+    refused("0.parquet", [("z0", [0.1] * 48)], "document id=z0: has 48 dimensions, the heads take 32")  # the driver's rows
+    half = bytes(64)  # 32 float16 values
+    embeddings_dir("a.parquet", [(f"a{i}", half) for i in range(6)], binary=True)
+    refused("b.parquet", [("b0", half), ("b1", half[:-1])],
+            "document id=b1: has 63 bytes, not a whole number of 2-byte float16 values", binary=True,
+            **{"columns.embedding_dtype": "float16"})
+    summary = _job(spark, gte_bundle, [tmp_path / "emb" / "*.parquet"], tmp_path / "ok",
+                   **sets, **{"columns.embedding_dtype": "float16"}).annotate()
+    assert summary["scored_rows"] == summary["rows_with_score"] == 6
 
 
 @case("the input is a catalog table (`io.input_table`; Delta/Iceberg by `io.input_format`), outputs go to tables "

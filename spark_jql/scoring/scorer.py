@@ -85,9 +85,11 @@ class HeadScorer:
         self.head_names = self.heads.names
         self.dim = self.heads.input_dim
 
-    def score(self, values, encoding: str) -> pd.DataFrame:
-        """Stored embeddings (bytes or arrays; None for documents without one) -> score_*, jql_score."""
-        matrix, present = stored.decode(values, encoding, self.dim)
+    def score(self, values, encoding: str, problems: dict[int, str] | None = None) -> pd.DataFrame:
+        """Stored embeddings (bytes or arrays; None for documents without one) -> score_*, jql_score.
+
+        ``problems``: unusable values are recorded there (row -> problem, null scores) instead of raising."""
+        matrix, present = stored.decode(values, encoding, self.dim, problems)
         n = len(present)
         scores = np.full((n, len(self.head_names)), np.nan, dtype=np.float32)
         aggregate = np.full(n, np.nan, dtype=np.float32)

@@ -27,10 +27,12 @@ def encode(embeddings: torch.Tensor, storage: str) -> list[bytes]:
     return [row.tobytes() for row in raw]
 
 
-def decode(values: Sequence, encoding: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+def decode(values: Sequence, encoding: str, dim: int, problems: dict[int, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stored values (bytes, arrays or None) -> ((n, dim) float32 matrix, bool mask of rows present).
 
-    A present row of another width is an error naming both widths; it never passes silently.
+    A present value that cannot be a ``dim``-wide embedding (another width, empty, a byte length that is not
+    whole values) never passes silently: it raises naming the problem, or with ``problems`` is recorded there
+    (row index -> problem) and left out of the mask, so the caller can name the document.
     """
     n = len(values)
     out = np.zeros((n, dim), dtype=np.float32)
@@ -38,20 +40,39 @@ def decode(values: Sequence, encoding: str, dim: int) -> tuple[np.ndarray, np.nd
     for i, value in enumerate(values):
         if value is None or (isinstance(value, float) and value != value):
             continue
-        row = _row(value, encoding)
-        if row.shape[0] != dim:
-            raise ValueError(f"stored embedding at row {i} has {row.shape[0]} dimensions, the heads take {dim}")
+        row, problem = _row(value, encoding)
+        if problem is None and row.shape[0] != dim:
+            problem = f"has {row.shape[0]} dimensions, the heads take {dim}"
+        if problem is not None:
+            if problems is None:
+                raise ValueError(f"stored embedding at row {i} {problem}")
+            problems[i] = problem
+            continue
         out[i] = row
         present[i] = True
     return out, present
 
 
-def _row(value, encoding: str) -> np.ndarray:
+def problem(value, encoding: str, dim: int) -> str | None:
+    """What makes one stored value unusable for ``dim``-wide heads, or None (a null value is no problem)."""
+    found: dict[int, str] = {}
+    decode([value], encoding, dim, found)
+    return found.get(0)
+
+
+def _row(value, encoding: str) -> tuple[np.ndarray | None, str | None]:
     if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = np.frombuffer(bytes(value), dtype="<u2" if encoding in STORAGE_DTYPES else "<f4")
+        data = bytes(value)
+        size = 2 if encoding in STORAGE_DTYPES else 4
+        if len(data) % size:
+            return None, f"has {len(data)} bytes, not a whole number of {size}-byte {encoding} values"
+        raw = np.frombuffer(data, dtype="<u2" if size == 2 else "<f4")
         if encoding == "bfloat16":
-            return (raw.astype(np.uint32) << 16).view(np.float32)  # bfloat16 = the top half of a float32
+            return (raw.astype(np.uint32) << 16).view(np.float32), None  # bfloat16 = the top half of a float32
         if encoding == "float16":
-            return raw.view("<f2").astype(np.float32)
-        return raw.astype(np.float32)
-    return np.asarray(value, dtype=np.float32)
+            return raw.view("<f2").astype(np.float32), None
+        return raw.astype(np.float32), None
+    try:
+        return np.asarray(value, dtype=np.float32).reshape(-1), None
+    except (TypeError, ValueError) as err:
+        return None, f"is not a list of numbers ({err})"

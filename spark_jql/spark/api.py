@@ -92,7 +92,7 @@ def score_embeddings(
     ``jql_truncated`` are kept when present and null otherwise. Every row is kept.
     """
     from spark_jql.spark.stored import check_embedding_input
-    from spark_jql.spark.udf import make_heads_udf
+    from spark_jql.spark.udf import EMBEDDING_PROBLEM, make_heads_udf
 
     scorer = scorer or ScorerConfig()
     encoding, meta = check_embedding_input(df, scorer, embedding_column, encoding)
@@ -100,6 +100,10 @@ def score_embeddings(
     recomputed = [schema.head_column(n) for n in names] + [schema.AGGREGATE]
     heads = make_heads_udf(scorer, encoding, arrow_batch_size)
     with_result = df.select("*", heads(quoted(embedding_column)).alias(_RESULT))
+    problem = F.col(_RESULT).getField(EMBEDDING_PROBLEM)
+    message = F.concat(F.lit(BAD_EMBEDDING), F.input_file_name(), F.lit(f": embedding column {embedding_column!r} "
+                       "(columns.embedding), "), _document(df), F.lit(": "), problem)
+    with_result = with_result.where(F.when(problem.isNotNull(), F.raise_error(message)).otherwise(F.lit(True)))
     out_meta = {schema.PROVENANCE_KEY: {**meta, "heads": names}}
 
     def result(c: str) -> Column:
@@ -111,6 +115,16 @@ def score_embeddings(
         *[result(c) for c in recomputed if c not in df.columns],
         *[F.lit(None).cast(t).alias(c) for c, t in missing.items() if c not in df.columns],
     )
+
+
+BAD_EMBEDDING = "spark_jql bad stored embedding in "
+
+
+def _document(df: DataFrame) -> Column:
+    """How an error names a row: its ``id`` when the frame has one."""
+    if "id" in df.columns:
+        return F.concat(F.lit("document id="), F.coalesce(quoted("id").cast("string"), F.lit("null")))
+    return F.lit("a document (no id column)")
 
 
 def language_key(df: DataFrame, columns: ColumnsConfig) -> list[tuple[str, Column]]:

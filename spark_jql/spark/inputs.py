@@ -13,11 +13,17 @@ the resume manifest compares -- and a reader that adds two private columns to ev
 
 JSON lines are read as text and parsed with ``from_json`` (PERMISSIVE, with a corrupt-record
 field), because Spark's ``from_json`` returns a struct of nulls, not null, for a bad line.
-Parquet schemas are merged across files (``mergeSchema``), so no file's extra column is
-dropped; a file that lacks the text column is an error naming it.
+Whitespace-only lines (tabs included) are skipped; a line holding two JSON values (``{...}{...}``,
+which ``from_json`` would read as its first) is a bad record. Parquet schemas are merged across
+files (``mergeSchema``), so no file's extra column is dropped; files whose column types clash are
+named with the column and both types; a file that lacks the text column (or key) is a bad file.
+Hive-style ``key=value`` directories below the folder named in ``io.input`` are partition
+columns, as when Spark reads that folder (``basePath``).
 """
 
 from __future__ import annotations
+
+import re
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -72,6 +78,41 @@ def input_files(spark: SparkSession, patterns: list[str]) -> list[InputFile]:
     return [found[p] for p in sorted(found)]
 
 
+_GLOB = re.compile(r"[*?\[{]")
+_PARTITION_DIR = re.compile(r"^[^=/]+=[^/]*$")
+
+
+def partition_base(patterns: list[str], files: list[str]) -> str | None:
+    """The folder the input was named by, when files lie in hive-style ``key=value`` directories below it.
+
+    Spark reads such directories as partition columns when it is given the folder (or a glob in it); spark_jql
+    reads files one unit at a time, so it names that folder as Spark's ``basePath``. A single file named by
+    itself has no partition columns (as in Spark). Inputs from several folders with partition directories
+    below them are refused: Spark takes one ``basePath``."""
+    roots = set()
+    for pattern in patterns:
+        path = normalise(pattern).rstrip("/")
+        glob = _GLOB.search(path)
+        if glob:
+            roots.add(path[: glob.start()].rsplit("/", 1)[0])
+        elif any(f.startswith(path + "/") for f in files):
+            roots.add(path)  # a folder
+        else:
+            roots.add(path.rsplit("/", 1)[0])  # a file: its own folder, never a partition
+    def partitioned(root: str) -> bool:  # Spark reads key=value directories upwards from a file's own folder
+        folders = [f[len(root) + 1:].split("/")[:-1] for f in files if f.startswith(root + "/")]
+        return any(parts and _PARTITION_DIR.match(parts[-1]) for parts in folders)
+
+    with_partitions = sorted(r for r in roots if partitioned(r))
+    if not with_partitions:
+        return None
+    if len(roots) > 1:
+        raise InputError(f"input files lie in hive-style partition directories (key=value/) below {with_partitions[0]}, "
+                         f"but io.input names several folders ({sorted(roots)[:3]}); give their one parent folder or "
+                         "one glob so the partition columns are read the same way for every file")
+    return with_partitions[0]
+
+
 def detect_format(paths: list[str]) -> str:
     names = [p.rsplit("/", 1)[-1] for p in paths]
     kinds = {"parquet" if n.endswith(PARQUET_SUFFIXES) else "json" if n.endswith(JSON_SUFFIXES) else None for n in names}
@@ -97,12 +138,17 @@ def check_reserved(columns: list[str], added: list[str], where: str) -> None:
         )
 
 
-def file_schema(spark: SparkSession, paths: list[str], fmt: str, text_column: str) -> StructType:
-    """The merged schema of all files (no extra data pass for parquet)."""
+def _reader(spark: SparkSession, base: str | None):
+    """A reader that finds hive-style partition columns (``lang=srp/``) below ``base``, as Spark does for a folder."""
+    return spark.read.option("basePath", base) if base else spark.read
+
+
+def file_schema(spark: SparkSession, paths: list[str], fmt: str, text_column: str, base: str | None = None) -> StructType:
+    """The merged schema of all files, partition columns last (no extra data pass for parquet)."""
     try:
         if fmt == "parquet":
-            return spark.read.option("mergeSchema", "true").parquet(*paths).schema
-        reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", _CORRUPT)
+            return _reader(spark, base).option("mergeSchema", "true").parquet(*paths).schema
+        reader = _reader(spark, base).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", _CORRUPT)
         fields = [f for f in reader.json(paths).schema.fields if f.name != _CORRUPT]
     except Exception as err:
         raise InputError(f"cannot read {fmt} input {_shown(paths)}: {first_line(err)}") from err
@@ -116,25 +162,30 @@ def file_schema(spark: SparkSession, paths: list[str], fmt: str, text_column: st
 # -- reading ----------------------------------------------------------------------------------------
 
 
-def read_files(spark: SparkSession, paths: list[str], fmt: str, data_schema: StructType, text_column: str) -> DataFrame:
+def read_files(spark: SparkSession, paths: list[str], fmt: str, data_schema: StructType, text_column: str,
+               base: str | None = None) -> DataFrame:
     """The files' rows with ``__jql_file`` and ``__jql_bad`` (see the module docstring)."""
     try:
         if fmt == "parquet":
-            df = spark.read.schema(data_schema).parquet(*paths)
+            df = _reader(spark, base).schema(data_schema).parquet(*paths)
             return df.select("*", F.input_file_name().alias(FILE), F.lit(None).cast("string").alias(BAD))
-        return _json_records(spark, paths, data_schema, text_column).drop(_LINE)
+        return _json_records(spark, paths, data_schema, text_column, base=base).drop(_LINE)
     except Exception as err:
         raise InputError(f"cannot read {fmt} input {_shown(paths)}: {first_line(err)}") from err
 
 
-def _json_records(spark: SparkSession, paths: list[str], data_schema: StructType, text_column: str, index: bool = False) -> DataFrame:
-    parse_schema = StructType(data_schema.fields + [StructField(_CORRUPT, StringType())])
+def _json_records(spark: SparkSession, paths: list[str], data_schema: StructType, text_column: str, index: bool = False,
+                  base: str | None = None) -> DataFrame:
+    text = _reader(spark, base).text(paths)
+    partitions = [c for c in text.columns if c != "value"]  # from the directories: their value wins, as in Spark
+    parse_schema = StructType([f for f in data_schema.fields if f.name not in partitions] + [StructField(_CORRUPT, StringType())])
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
     extra = [F.monotonically_increasing_id().alias(_INDEX)] if index else []
-    keep = [_INDEX] if index else []
-    lines = spark.read.text(paths).select(F.col("value").alias(_LINE), F.input_file_name().alias(FILE), *extra)
+    keep = [_INDEX, *partitions] if index else partitions
+    lines = text.select(F.col("value").alias(_LINE), F.input_file_name().alias(FILE), *extra, *[f"`{c}`" for c in partitions])
+    blank = F.col(_LINE).rlike(r"^\s*$")  # any whitespace, tabs included (F.trim strips spaces only)
     if not index:  # Spark's JSON reader skips blank lines too; with index, line numbers must count them
-        lines = lines.where(F.length(F.trim(F.col(_LINE))) > 0)
+        lines = lines.where(~blank)
     first = lines.select("*", F.from_json(F.col(_LINE), parse_schema, options).alias(_PARSED))
     broken = F.col(_PARSED).isNull() | F.col(_PARSED).getField(_CORRUPT).isNotNull()
     # Invalid UTF-8 makes Jackson give up: decode with U+FFFD replacement characters and parse again.
@@ -146,12 +197,18 @@ def _json_records(spark: SparkSession, paths: list[str], data_schema: StructType
     )
     record = F.col(_PARSED)
     still_broken = record.isNull() | record.getField(_CORRUPT).isNotNull()
-    reason = F.when(still_broken, _malformed_reason(F.col(_LINE)))
+    reason = F.when(blank, F.lit(None)).when(still_broken, _malformed_reason(F.col(_LINE)))
+    # from_json reads the first JSON value of a line and ignores the rest: `{...}{...}` would lose a document.
+    values = F.expr(f"json_array_length(concat('[', `{_GOOD_LINE}`, ']'))")
+    reason = reason.when(values.isNull() | (values != 1), F.lit(
+        "more than one JSON value on one line (a missing line break between two documents?)"))
     if any(f.name == text_column and isinstance(f.dataType, StringType) for f in data_schema.fields):
         reason = reason.when(_nonstring(F.col(_GOOD_LINE), record.getField(text_column), text_column),
                              F.lit(f"text column {text_column!r} holds a JSON value that is not a string"))
+    fields = [F.col(f"`{f.name}`").cast(f.dataType) if f.name in partitions else record.getField(f.name) for f in data_schema.fields]
     return parsed.select(
-        *[record.getField(f.name).alias(f.name) for f in data_schema.fields], FILE, reason.alias(BAD), _LINE, *keep,
+        *[c.alias(f.name) for c, f in zip(fields, data_schema.fields)], FILE, reason.alias(BAD), _LINE,
+        *([_INDEX] if index else []),
     )
 
 
@@ -182,9 +239,10 @@ def _nonstring(line: Column, text: Column, text_column: str) -> Column:
     )
 
 
-def first_bad_line(spark: SparkSession, path: str, data_schema: StructType, text_column: str) -> tuple[int, str, str] | None:
+def first_bad_line(spark: SparkSession, path: str, data_schema: StructType, text_column: str,
+                   base: str | None = None) -> tuple[int, str, str] | None:
     """(line number, reason, the line's start) of the first bad record of a JSON lines file."""
-    records = _json_records(spark, [path], data_schema, text_column, index=True)
+    records = _json_records(spark, [path], data_schema, text_column, index=True, base=base)
     row = records.where(F.col(BAD).isNotNull()).orderBy(_INDEX).select(_INDEX, BAD, _LINE).first()
     if row is None:
         return None
@@ -239,16 +297,44 @@ def read_input(spark: SparkSession, patterns: list[str], input_format: str = "au
     return documents(spark, paths, fmt, file_schema(spark, paths, fmt, text_column), text_column)
 
 
-def find_bad_files(spark: SparkSession, paths: list[str], fmt: str, data_schema, text_column: str) -> list[tuple[str, str]]:
+def find_bad_files(spark: SparkSession, paths: list[str], fmt: str, data_schema, text_column: str,
+                   base: str | None = None) -> list[tuple[str, str]]:
     """(file, error) for each file that cannot be read through, every column of it."""
     bad = []
     for path in paths:
         try:
-            s = data_schema if data_schema is not None else file_schema(spark, [path], fmt, text_column)
-            read_files(spark, [path], fmt, s, text_column).write.format("noop").mode("overwrite").save()
+            s = data_schema if data_schema is not None else file_schema(spark, [path], fmt, text_column, base)
+            read_files(spark, [path], fmt, s, text_column, base).write.format("noop").mode("overwrite").save()
         except Exception as err:  # corrupt footer, truncated gzip, a type clash in any column, permissions
             bad.append((path, first_line(err)[:500]))
     return bad
+
+
+def type_clashes(spark: SparkSession, paths: list[str]) -> list[tuple[str, str]]:
+    """(file, why) for each parquet file that gives a column another type than most files do (footers only).
+
+    Spark's merged-schema error names neither the files nor the column; this names all three."""
+    by_column: dict[str, dict[str, list[str]]] = {}  # column -> type -> files
+    for path in paths:
+        try:
+            fields = spark.read.parquet(path).schema.fields
+        except Exception:  # noqa: BLE001 - an unreadable footer is find_bad_files' to name
+            continue
+        for f in fields:
+            nested = isinstance(f.dataType, (StructType, ArrayType, MapType))  # may still merge: compare the kind only
+            kind = type(f.dataType).__name__ if nested else f.dataType.simpleString()
+            by_column.setdefault(f.name, {}).setdefault(kind, []).append(path)
+    bad: dict[str, str] = {}
+    for column, by_type in by_column.items():
+        if len(by_type) < 2:
+            continue
+        (usual, usual_files), *others = sorted(by_type.items(), key=lambda kv: (-len(kv[1]), min(kv[1])))
+        more = f" and {len(usual_files) - 1} other file(s)" if len(usual_files) > 1 else ""
+        for kind, files in others:
+            for path in files:
+                bad.setdefault(normalise(path), f"column {column!r} is {kind} in this file but {usual} in "
+                                                f"{normalise(usual_files[0])}{more} (parquet types must agree between files)")
+    return sorted(bad.items())
 
 
 def _shown(paths: list[str]) -> str:
@@ -262,6 +348,8 @@ class Source:
         self.spark = spark
         self.text_column = text_column
         self.dataset: DataFrame | None = None
+        self.skipped: dict[str, str] = {}
+        self.base: str | None = None  # the folder below which directories name partition columns (``lang=srp/``)  # file -> why: found unusable while reading the schema (io.on_bad_file=skip)
         if io.input_table is not None or io.input_format not in ("auto", *FILE_FORMATS):
             path = None if io.input_table else normalise(io.input[0]) if io.input else None
             if io.input_table is None and path is None:
@@ -279,6 +367,7 @@ class Source:
             self.fmt = detect_format(paths) if io.input_format == "auto" else io.input_format
             self.label = ", ".join(io.input)
             self.by_file = True
+            self.base = partition_base(io.input, [f.path for f in self.files])
 
     @property
     def is_files(self) -> bool:
@@ -287,9 +376,9 @@ class Source:
     def schema(self, paths: list[str] | None = None) -> StructType:
         if self.dataset is not None:
             return self.dataset.schema
-        return file_schema(self.spark, paths or [f.path for f in self.files], self.fmt, self.text_column)
+        return file_schema(self.spark, paths or [f.path for f in self.files], self.fmt, self.text_column, self.base)
 
     def read(self, paths: list[str], data_schema: StructType) -> DataFrame:
         if self.dataset is not None:
             return dataset_rows(self.dataset, paths if self.by_file else None)
-        return read_files(self.spark, paths, self.fmt, data_schema, self.text_column)
+        return read_files(self.spark, paths, self.fmt, data_schema, self.text_column, self.base)

@@ -30,11 +30,13 @@ from pyspark.sql import functions as F
 
 from spark_jql import schema
 from spark_jql.config import JobConfig
-from spark_jql.errors import AccountingError, InputError
+from spark_jql.errors import AccountingError, InputError, marked_line
 from spark_jql.layout import OutputLayout
+from spark_jql.paths import normalise
 from spark_jql.scoring.identity import scorer_fingerprint
 from spark_jql.spark import preflight
 from spark_jql.spark.api import (
+    BAD_EMBEDDING,
     KEEP,
     UNKNOWN_LANGUAGE,
     annotate,
@@ -45,10 +47,12 @@ from spark_jql.spark.api import (
     score_embeddings,
     split_marked,
 )
+from spark_jql.spark.inputs import FILE
 from spark_jql.spark.lease import OutputLease
 from spark_jql.spark.session import is_connect
 from spark_jql.spark.stage import UnitStage, run_stage
 from spark_jql.spark.storage import exists, read_text, write_text
+from spark_jql.spark.stored import check_embedding_input, check_first_values
 from spark_jql.spark.units import UNIT_COLUMN
 from spark_jql.thresholds import Thresholds
 
@@ -71,6 +75,11 @@ class AnnotateStage(UnitStage):
 
     def check(self, spark, schema_, source) -> None:
         preflight.annotate(spark, self.cfg, schema_, self.thresholds_follow)
+        if self.heads_only:  # the column against the heads, then its first values, on the driver
+            first = source.read([source.files[0].path] if source.by_file else None, schema_)
+            encoding, meta = check_embedding_input(first, self.cfg.scorer, self.cfg.columns.embedding,
+                                                   self.cfg.columns.embedding_dtype)
+            check_first_values(first, self.cfg.columns.embedding, encoding, meta["dim"], FILE)
 
     def fingerprint(self):
         cfg = self.cfg
@@ -78,6 +87,14 @@ class AnnotateStage(UnitStage):
         if self.heads_only:
             found.settings["embedding_column"] = [cfg.columns.embedding, cfg.columns.embedding_dtype]
         return found
+
+    def translate(self, err: Exception) -> Exception | None:
+        """A stored embedding the heads cannot take, raised by the query: one line naming file, column and document."""
+        line = marked_line(err, BAD_EMBEDDING) if self.heads_only else None
+        if not line:
+            return None
+        file, rest = line.split(": ", 1)
+        return InputError(f"bad stored embedding in {normalise(file) if file else 'the input'}: {rest}")
 
     def transform(self, rows, unit: int):
         cfg = self.cfg
@@ -161,10 +178,11 @@ class Job:
         """Write filtered/dropped (or a scored table): chosen columns, format, partitioning, file or table; read back."""
         io = self.config.io
         if io.output_columns is not None and what != "scored":
-            missing = [c for c in io.output_columns if c not in df.columns]
-            if missing:
+            missing = [c for c in io.output_columns if c not in df.columns and c != schema.DROP_REASON]
+            if missing:  # checked before annotate (preflight.output_columns); kept as the last guard
                 raise InputError(f"io.output_columns names column(s) {missing} that {what} does not have; it has {df.columns}")
-            keep = io.output_columns + ([schema.DROP_REASON] if what == "dropped" and schema.DROP_REASON not in io.output_columns else [])
+            keep = [c for c in io.output_columns if what == "dropped" or c != schema.DROP_REASON]
+            keep += [schema.DROP_REASON] if what == "dropped" and schema.DROP_REASON not in keep else []
             df = df.select(*[quoted(c) for c in keep])
         writer = df.write.mode("overwrite" if io.mode == "overwrite" else "errorifexists").format(io.output_format)
         if partition and io.partition_by_language:
@@ -203,6 +221,9 @@ class Job:
         if thresholds is None:
             thresholds = preflight.thresholds_file(self.spark, self.paths["thresholds"], cfg)
         scored = preflight.scored(self.spark, self.paths["scored"], cfg)
+        scored_columns = [c for c in scored.columns if c != UNIT_COLUMN]
+        preflight.output_columns(cfg, preflight.filtered_columns(scored_columns, cfg), self.paths["scored"])
+        preflight.partition_values(scored, cfg, self.paths["scored"])
         marked = mark_rows(scored, thresholds, cfg.filter.quantile, cfg.columns)
         kept, dropped = split_marked(marked.drop(UNIT_COLUMN), thresholds.score_column)
         kept_written = self._write(kept, "filtered")

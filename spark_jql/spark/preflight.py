@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, IntegralType, StringType, StructType
 
 from spark_jql import schema as names
@@ -109,6 +110,45 @@ def check_models(spark: SparkSession, scorer: ScorerConfig, with_heads: bool = T
         return None
 
 
+def filtered_columns(scored_columns: list[str], config: JobConfig) -> list[str]:
+    """The columns filtered/ and dropped/ will have, from scored/'s (or, before annotate, the input's) columns."""
+    scorer = config.scorer
+    added = names.output_columns([h.name for h in scorer.heads], scorer.store_embedding != "none")
+    return list(dict.fromkeys([*scored_columns, *added, names.THRESHOLD, names.DROP_REASON]))
+
+
+def output_columns(config: JobConfig, available: list[str], where: str) -> None:
+    """``io.output_columns`` names only columns filtered/ and dropped/ will have: refused before any scoring."""
+    wanted = config.io.output_columns
+    if wanted is None:
+        return
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        shown = [c for c in available if not c.startswith(("_jql", "__jql"))]
+        raise InputError(f"io.output_columns names column(s) {unknown} that the filtered output will not have "
+                         f"(from {where}); the available columns are {shown}")
+
+
+def partition_values(scored: DataFrame, config: JobConfig, where: str) -> None:
+    """``io.partition_by_language``: no language value that a partition directory cannot hold apart from null.
+
+    Spark writes ``""`` and null to the same directory (``__HIVE_DEFAULT_PARTITION__``) and reads both back as
+    null, so a document's language would change on the way out. One pass over the language column(s) only."""
+    if not config.io.partition_by_language:
+        return
+    for name in config.columns.language:
+        if not isinstance(scored.schema[name].dataType, StringType):
+            continue
+        empty = scored.where(F.col(f"`{name}`") == "").count()
+        if empty:
+            raise InputError(
+                f"io.partition_by_language: language column {name!r} holds the empty string in {empty} document(s) of "
+                f"{where}; Spark writes \"\" and null to one partition (__HIVE_DEFAULT_PARTITION__) and reads \"\" back "
+                "as null: map \"\" to a language code (e.g. 'und') or to null before scoring, or set "
+                "io.partition_by_language=false"
+            )
+
+
 def annotate(spark: SparkSession, config: JobConfig, input_schema: StructType, thresholds_follow: bool = False):
     """annotate (and run): the input's columns, then the embedder, tokenizer and heads.
 
@@ -119,6 +159,7 @@ def annotate(spark: SparkSession, config: JobConfig, input_schema: StructType, t
         check_text_column(input_schema, config.columns.text)
     if thresholds_follow:
         check_language_columns(input_schema, config.columns)
+        output_columns(config, filtered_columns(input_schema.fieldNames(), config), "the input and the score columns")
     return check_models(spark, config.scorer) if config.columns.embedding is None else None
 
 

@@ -23,6 +23,7 @@ Three things keep every slot busy:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import uuid
@@ -225,16 +226,20 @@ class UnitRunner:
     # -- one unit -------------------------------------------------------------------------------------
     def _unit(self, unit: int) -> None:
         files = self.plan.files(unit)
+        known = [(p, self.source.skipped[p]) for p in files if p in self.source.skipped]  # found by the schema pass
+        files = [p for p in files if p not in self.source.skipped]
         try:
             outcome = self._write(unit, files)
         except SparkJQLError:
             raise
         except Exception:  # a file Spark cannot read through: find which, probing every column
-            bad = find_bad_files(self.spark, files, self.source.fmt, self.schema, self.text_column) if self.source.is_files else []
+            bad = find_bad_files(self.spark, files, self.source.fmt, self.schema, self.text_column,
+                                 self.source.base) if self.source.is_files else []
             if not bad:
                 raise
             outcome = self._write(unit, readable_files(files, bad, self.on_bad_file))
-            outcome.skipped_files = [{"file": p, "error": r} for p, r in bad]
+            outcome.skipped_files += [{"file": p, "error": r} for p, r in bad]
+        outcome.skipped_files[:0] = [{"file": p, "error": r} for p, r in known]
         extra = self.after_unit(self.spark, self.plan.path(unit), unit)  # may refuse the unit: not committed
         self.plan.commit(unit, {**outcome.marker(), **extra})
 
@@ -265,11 +270,16 @@ class UnitRunner:
         written = self.spark.read.parquet(path).count()  # footers only
         if written != good_rows:
             raise AccountingError(f"{path}: read {good_rows} rows but wrote {written}")
+        if self.check_text_column and self.source.is_files and found["text"] < good_rows:
+            without = self._files_without_text(files)  # merged schemas make a missing text column null: a bad file
+            if without:
+                rest = readable_files(files, without, self.on_bad_file)
+                outcome = self._write(unit, rest)
+                outcome.skipped_files += [{"file": p, "error": r} for p, r in without]
+                return outcome
         with self._lock:
             self.scored_rows += good_rows
         skipped = self._bad_records_by_file(unit, files) if found["bad"] else {}
-        if self.check_text_column and self.source.fmt == "parquet" and found["text"] < good_rows:
-            self._refuse_files_without_text(files)
         return UnitOutcome(good_rows, skipped)
 
     def _rows(self, unit: int, files: list[str]) -> DataFrame:
@@ -288,7 +298,7 @@ class UnitRunner:
     # -- error paths: a second look at the unit's files, only when something is wrong --------------
     def _bad_record_error(self, path: str) -> InputError:
         total = self.source.read([path], self.schema).where(F.col(BAD).isNotNull()).count()
-        found = first_bad_line(self.spark, path, self.schema, self.text_column)
+        found = first_bad_line(self.spark, path, self.schema, self.text_column, self.source.base)
         where = f"line {found[0]}: {found[1]}: {found[2]!r}" if found else "bad records"
         return InputError(f"{normalise(path)}: {where} ({total} bad record(s) in this file; "
                           "set io.on_bad_file=skip to skip and count them)")
@@ -299,13 +309,24 @@ class UnitRunner:
         log.warning("skipping %d bad record(s) in %d file(s)", sum(found.values()), len(found))
         return found
 
-    def _refuse_files_without_text(self, files: list[str]) -> None:
-        """A parquet file without a single text value may lack the column (merged schemas make it null): name it."""
+    def _files_without_text(self, files: list[str]) -> list[tuple[str, str]]:
+        """(file, why) for each file without a single text value that lacks the text column (parquet) or key (JSON)."""
         text = self.text_column
-        per_file = self.source.read(files, self.schema).groupBy(FILE).agg(F.count(quoted(text)).alias("n")).collect()
+        if self.source.fmt == "json":  # candidates by a raw text scan (no JSON parsing): no line holds "text" at all
+            lines = self.spark.read.text(files).select(F.input_file_name().alias(FILE), F.instr("value", json.dumps(text)).alias("n"))
+        else:  # parquet: the text column alone
+            lines = self.source.read(files, self.schema).select(FILE, F.when(quoted(text).isNotNull(), 1).alias("n"))
+        per_file = lines.groupBy(FILE).agg(F.max("n").alias("n")).collect()
+        found = []
         for r in per_file:
-            if not r["n"] and text not in self.spark.read.parquet(r[FILE]).columns:
-                raise InputError(f"input file {normalise(r[FILE])} has no column {text!r} (columns.text); every input file needs it")
+            if r["n"]:
+                continue
+            own = self.source.schema([normalise(r[FILE])]).names  # this file's own columns (parquet footer, JSON inference)
+            if text not in own:
+                what = "column" if self.source.fmt == "parquet" else "key in any record"
+                found.append((normalise(r[FILE]), f"has no {what} {text!r} (columns.text; its columns are "
+                                                  f"{own[:10]}); every input file needs it"))
+        return sorted(found)
 
 
 def _bad_record_file(err: BaseException) -> str | None:

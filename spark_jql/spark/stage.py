@@ -31,7 +31,7 @@ from spark_jql.config import JobConfig
 from spark_jql.errors import AccountingError, InputError
 from spark_jql.fingerprint import Fingerprint
 from spark_jql.spark.estimate import estimated_rows
-from spark_jql.spark.inputs import Source, check_reserved, find_bad_files
+from spark_jql.spark.inputs import Source, check_reserved, find_bad_files, type_clashes
 from spark_jql.spark.lease import OutputLease
 from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.runner import UnitRunner, cluster_slots, readable_files, session_settings, split_settings
@@ -80,13 +80,16 @@ def input_schema(spark: SparkSession, source: Source, io, text_column: str, adde
         try:
             found = source.schema(paths)
         except Exception:
-            bad = find_bad_files(spark, paths, source.fmt, None, text_column)
+            # Column types that clash between parquet files (footers only), else files that cannot be read through.
+            bad = (type_clashes(spark, paths) if source.fmt == "parquet" else []) or find_bad_files(
+                spark, paths, source.fmt, None, text_column, source.base)
             if not bad:
                 raise
             good = readable_files(paths, bad, io.on_bad_file)
             if not good:
                 raise InputError(f"no readable input file among {len(paths)}: {bad[:3]}") from None
             found = source.schema(good)
+            source.skipped.update(bad)  # the units leave them out, with this reason in the summary
     check_reserved(found.names, added, f"the input ({source.label})")
     return found
 

@@ -10,6 +10,7 @@ from pyspark.sql.types import ArrayType, BinaryType, DoubleType, FloatType
 from spark_jql import schema
 from spark_jql.config import ScorerConfig
 from spark_jql.errors import CheckpointError, InputError
+from spark_jql.paths import normalise
 from spark_jql.scoring.heads import check_provenance, embedder_name, load_head_file
 from spark_jql.scoring.hub import resolve_head_file
 from spark_jql.scoring.models import resolve
@@ -65,3 +66,18 @@ def check_embedding_input(df: DataFrame, scorer: ScorerConfig, column: str, enco
                     "widths are checked batch by batch", column, expected.model)
     check_provenance(heads, meta.get("embedder") or expected.model, meta.get("pooling") or expected.pooling)
     return encoding, {**meta, "encoding": encoding, "dim": dim}
+
+
+def check_first_values(df: DataFrame, column: str, encoding: str, dim: int, file_column: str, rows: int = 5) -> None:
+    """The first few stored values (one small read on the driver): a wrong width, an empty array or a byte length
+    that is not whole values is named here, before any scoring; the rest are checked batch by batch on executors."""
+    from spark_jql.scoring.stored import problem
+
+    keep = [c for c in ("id",) if c in df.columns]
+    for i, row in enumerate(df.select(column, file_column, *keep).limit(rows).collect(), 1):
+        found = problem(row[column], encoding, dim)
+        if found:
+            who = f"document id={row['id']}" if keep else f"row {i}"
+            file = normalise(row[file_column]) if row[file_column] else "the input"
+            raise InputError(f"bad stored embedding in {file}: embedding column {column!r} "
+                             f"(columns.embedding), {who}: {found}")

@@ -20,6 +20,7 @@ from pyspark.sql.types import (
     BooleanType,
     FloatType,
     IntegerType,
+    StringType,
     StructField,
     StructType,
 )
@@ -191,10 +192,14 @@ def get_head_scorer(config_json: str):
     return _HEADS.get(config_json, build)[0]
 
 
+EMBEDDING_PROBLEM = "__jql_embedding_problem"
+
+
 def make_heads_udf(config: ScorerConfig, encoding: str, batch_size: int | None = None):
-    """A pandas UDF ``stored embedding -> struct<score_*, jql_score>``: heads only, on the CPU, no encoder."""
+    """A pandas UDF ``stored embedding -> struct<score_*, jql_score, __jql_embedding_problem>``: heads only, on the
+    CPU, no encoder. An unusable value gets null scores and its problem, for the query to raise naming its row."""
     config_json = config.model_dump_json()
-    return_type = result_schema([h.name for h in config.heads], heads_only=True)
+    return_type = result_schema([h.name for h in config.heads], heads_only=True).add(EMBEDDING_PROBLEM, StringType())
     log_level = logging.getLogger("spark_jql").getEffectiveLevel()
 
     @pandas_udf(return_type)
@@ -202,7 +207,9 @@ def make_heads_udf(config: ScorerConfig, encoding: str, batch_size: int | None =
         configure_worker_logging(log_level)
         scorer = get_head_scorer(config_json)
         for batch in rebatch(values, batch_size):
-            frame = scorer.score(batch.tolist(), encoding)
+            problems: dict[int, str] = {}
+            frame = scorer.score(batch.tolist(), encoding, problems)
+            frame[EMBEDDING_PROBLEM] = [problems.get(i) for i in range(len(frame))]
             frame.index = batch.index
             yield frame
 
