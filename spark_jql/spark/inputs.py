@@ -32,9 +32,10 @@ from pyspark.sql.types import (
 )
 
 from spark_jql import schema
-from spark_jql.errors import InputError, first_line
+from spark_jql.errors import InputError, first_line, spark_cause
 from spark_jql.paths import normalise
 from spark_jql.spark.io import InputFile, list_files
+from spark_jql.spark.sources import missing_source
 
 FILE = "__jql_file"
 BAD = "__jql_bad"
@@ -195,10 +196,15 @@ def first_bad_line(spark: SparkSession, path: str, data_schema: StructType, text
 def read_dataset(spark: SparkSession, table: str | None, path: str | None, fmt: str) -> DataFrame:
     """A catalog table, or a table format (delta, iceberg, ...) loaded from a path."""
     try:
-        return spark.table(table) if table else spark.read.format(fmt).load(path)
+        frame = spark.table(table) if table else spark.read.format(fmt).load(path)
+        frame.schema  # Spark Connect resolves lazily: analyse here, so a missing table or source fails inside this try
+        return frame
     except Exception as err:
+        missing = None if table else missing_source(err, fmt, "io.input_format")
+        if missing is not None:
+            raise missing from None
         what = f"table {table!r}" if table else f"{fmt} input {path!r}"
-        raise InputError(f"cannot read {what}: {first_line(err)}") from err
+        raise InputError(f"cannot read {what}: {spark_cause(err)}") from err
 
 
 def dataset_files(df: DataFrame) -> list[InputFile] | None:

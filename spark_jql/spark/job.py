@@ -104,6 +104,7 @@ class Job:
         self.config = config
         self.paths = OutputLayout(config.io.output).job_paths()
         self.summary: dict = {}
+        preflight.data_sources(spark, config)  # a missing Delta/Iceberg connector: one line before any work
 
     # -- stages -------------------------------------------------------------
     @_leased("annotate")
