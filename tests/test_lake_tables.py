@@ -16,7 +16,7 @@ from spark_jql.devtools.sample_data import generate_documents
 from spark_jql.errors import InputError
 from spark_jql.spark.job import Job
 
-from .conftest import job_overrides, require_connector
+from .conftest import REPO, job_overrides, require_connector
 
 
 def _docs(spark, n: int, seed: int, prefix: str):
@@ -65,8 +65,8 @@ def test_delta_by_path_to_delta_folders_partitioned_resumes_and_refuses_to_repla
     assert _scores(spark, out).keys() == before.keys()
     assert all(abs(s - before[i]) < 1e-5 for i, s in _scores(spark, out).items() if s is not None)
 
-    # io.mode=error: filtered/ exists as a Delta table, so the rerun stops before any work.
-    with pytest.raises(InputError, match="filtered already exists \\(io.mode=error\\)"):
+    # io.mode=error: the outputs exist (filtered/ and dropped/ as Delta tables), so the rerun stops before any work.
+    with pytest.raises(InputError, match="already exists \\(io.mode=error\\)"):
         _job(spark, gte_bundle, out, [source], **{**sets, "io.mode": "error"}).run()
 
 
@@ -114,3 +114,67 @@ def test_iceberg_by_catalog_name_and_by_path_to_iceberg_tables(spark, gte_bundle
     assert by_path["annotate"]["scored_rows"] == 20
     named, located = _scores(spark, tmp_path / "by_name"), _scores(spark, tmp_path / "by_path")
     assert located.keys() == named.keys() and all(abs(s - named[i]) < 1e-5 for i, s in located.items() if s is not None)
+
+
+# -- incremental ETL: units are the table's data files ----------------------------------------------------------
+
+
+def test_delta_append_scores_only_new_files_and_a_rewrite_starts_over(spark, gte_bundle, tmp_path):
+    require_connector("delta")
+    source = str(tmp_path / "inc_delta")
+    _docs(spark, 16, 34, "a").repartition(2).write.format("delta").save(source)
+    out, sets = tmp_path / "out", {"io.input_format": "delta", "io.files_per_unit": "1"}
+    first = _job(spark, gte_bundle, out, [source], **sets).annotate()
+    assert (first["units"], first["scored_rows"]) == (2, 16)
+
+    _docs(spark, 4, 35, "b").coalesce(1).write.format("delta").mode("append").save(source)
+    added = _job(spark, gte_bundle, out, [source], **sets).annotate()
+    assert (added["units_resumed"], added["input_files_added"], added["scored_rows"]) == (2, 1, 20)
+    assert set(_scores(spark, out)) == {f"a{i}" for i in range(16)} | {f"b{i}" for i in range(4)}
+
+    spark.sql(f"DELETE FROM delta.`{source}` WHERE id = 'a0'")  # rewrites a data file: old results must not mix in
+    with pytest.raises(InputError, match="input file\\(s\\) of the previous run are gone"):
+        _job(spark, gte_bundle, out, [source], **{**sets, "io.mode": "error"}).annotate()
+    again = _job(spark, gte_bundle, out, [source], **sets).annotate()
+    assert again["units_resumed"] == 0 and set(_scores(spark, out)) == ({f"a{i}" for i in range(1, 16)} | {f"b{i}" for i in range(4)})
+
+
+def test_iceberg_append_scores_only_new_files_and_a_row_delete_starts_over(spark, gte_bundle, tmp_path):
+    require_connector("iceberg")
+    spark.sql("DROP TABLE IF EXISTS lake.jql.inc")
+    (_docs(spark, 16, 36, "a").repartition(2).writeTo("lake.jql.inc").using("iceberg")
+     .tableProperty("format-version", "2").tableProperty("write.delete.mode", "merge-on-read").create())
+    out, sets = tmp_path / "out", {"io.input_table": "lake.jql.inc", "io.files_per_unit": "1"}
+    first = _job(spark, gte_bundle, out, **sets).annotate()
+    assert (first["units"], first["scored_rows"]) == (2, 16)  # one unit per data file (Iceberg's files table)
+
+    _docs(spark, 4, 37, "b").coalesce(1).writeTo("lake.jql.inc").append()
+    added = _job(spark, gte_bundle, out, **sets).annotate()
+    assert (added["units_resumed"], added["input_files_added"], added["scored_rows"]) == (2, 1, 20)
+    assert set(_scores(spark, out)) == {f"a{i}" for i in range(16)} | {f"b{i}" for i in range(4)}
+
+    spark.sql("DELETE FROM lake.jql.inc WHERE id = 'a0'")  # merge-on-read: a delete file, the data files unchanged
+    with pytest.raises(InputError, match="input file\\(s\\) of the previous run are gone"):
+        _job(spark, gte_bundle, out, **{**sets, "io.mode": "error"}).annotate()
+    again = _job(spark, gte_bundle, out, **sets).annotate()
+    assert again["units_resumed"] == 0 and set(_scores(spark, out)) == ({f"a{i}" for i in range(1, 16)} | {f"b{i}" for i in range(4)})
+
+
+def test_user_guide_lake_example_runs(spark, gte_bundle, tmp_path):
+    require_connector("delta")
+    guide = (REPO / "docs" / "user_guide.md").read_text()
+    example = guide.split("<!-- lake-example -->\n```yaml\n", 1)[1].split("```", 1)[0]
+    local = {"main.raw.web_docs": "jql_guide_docs", "main.curated.web_docs_kept": "jql_guide_kept",
+             "main.curated.web_docs_dropped": "jql_guide_dropped"}
+    for name, here in local.items():
+        assert name in example
+        example = example.replace(name, here)
+        spark.sql(f"DROP TABLE IF EXISTS {here}")
+    config_file = tmp_path / "lake.yaml"
+    config_file.write_text(example)
+    _docs(spark, 16, 38, "g").repartition(2).write.format("delta").saveAsTable("jql_guide_docs")
+    out = tmp_path / "run"  # replaces the example's /Volumes/... output
+    summary = Job(spark, load_config(str(config_file), job_overrides(gte_bundle, [], out, **{"thresholds.min_docs": "5"}))).run()
+    kept_ids, dropped_ids = _split(spark.table("jql_guide_kept"), spark.table("jql_guide_dropped"))
+    assert sorted(kept_ids + dropped_ids) == sorted(f"g{i}" for i in range(16)) and summary["filter"]["kept_rows"] == len(kept_ids)
+    assert spark.sql("DESCRIBE DETAIL jql_guide_kept").first()["format"] == "delta"

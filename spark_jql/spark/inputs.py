@@ -220,9 +220,29 @@ def dataset_files(df: DataFrame) -> list[InputFile] | None:
     return sorted((InputFile(r["p"], int(r["s"]), r["t"].timestamp()) for r in rows), key=lambda f: f.path)
 
 
-def dataset_rows(df: DataFrame, paths: list[str] | None) -> DataFrame:
-    """The dataset's rows from ``paths`` (file pruning on ``_metadata.file_path``), with the private columns."""
-    file_col = F.col("_metadata.file_path") if paths is not None else F.lit(None).cast("string")
+def iceberg_files(spark: SparkSession, table: str | None, path: str | None) -> list[InputFile] | None:
+    """An Iceberg table's data files from its ``files`` metadata table (path, size; Iceberg never rewrites a file
+    in place), rows read by the ``_file`` column; None if it is not an Iceberg table (no such metadata table).
+
+    With row-level delete files (merge-on-read updates and deletes) the rows are not a function of the data files:
+    the whole table is then one unit named by its current snapshot, so any new commit starts the scoring over.
+    """
+    def meta(name: str) -> DataFrame:
+        return spark.table(f"{table}.{name}") if table else spark.read.format("iceberg").load(f"{path}#{name}")
+
+    try:
+        rows = meta("files").select("content", "file_path", "file_size_in_bytes").collect()
+    except Exception:
+        return None
+    if any(r["content"] != 0 for r in rows):
+        current = meta("snapshots").orderBy(F.desc("committed_at")).select("snapshot_id").first()
+        return [InputFile(f"iceberg:{table or path}@snapshot-{current['snapshot_id']}")]
+    return sorted((InputFile(r["file_path"], int(r["file_size_in_bytes"]), 0.0) for r in rows), key=lambda f: f.path)
+
+
+def dataset_rows(df: DataFrame, paths: list[str] | None, file_column: str = "_metadata.file_path") -> DataFrame:
+    """The dataset's rows from ``paths`` (file pruning on ``file_column``), with the private columns."""
+    file_col = F.col(file_column) if paths is not None else F.lit(None).cast("string")
     rows = df.where(file_col.isin(paths)) if paths is not None else df
     return rows.select("*", file_col.alias(FILE), F.lit(None).cast("string").alias(BAD))
 
@@ -276,8 +296,12 @@ class Source:
             self.label = io.input_table or path
             self.dataset = read_dataset(spark, io.input_table, path, io.input_format)
             files = dataset_files(self.dataset)
+            self.file_column = "_metadata.file_path"
+            if files is None and io.input_format in ("auto", "iceberg"):  # Iceberg has no _metadata column
+                files = iceberg_files(spark, io.input_table, path)
+                self.file_column = "_file"
             # Without file metadata (a view, a JDBC table) the whole dataset is one unit that cannot be checked.
-            self.by_file = files is not None
+            self.by_file = files is not None and not any(f.path.startswith("iceberg:") for f in files)
             self.files = files if files is not None else [InputFile(f"{self.fmt}:{self.label}")]
         else:
             self.files = input_files(spark, io.input)
@@ -297,5 +321,5 @@ class Source:
 
     def read(self, paths: list[str], data_schema: StructType) -> DataFrame:
         if self.dataset is not None:
-            return dataset_rows(self.dataset, paths if self.by_file else None)
+            return dataset_rows(self.dataset, paths if self.by_file else None, self.file_column)
         return read_files(self.spark, paths, self.fmt, data_schema, self.text_column)
