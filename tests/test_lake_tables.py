@@ -130,6 +130,7 @@ def test_delta_append_scores_only_new_files_and_a_rewrite_starts_over(spark, gte
     _docs(spark, 4, 35, "b").coalesce(1).write.format("delta").mode("append").save(source)
     added = _job(spark, gte_bundle, out, [source], **sets).annotate()
     assert (added["units_resumed"], added["input_files_added"], added["scored_rows"]) == (2, 1, 20)
+    assert (first["input_version"], added["input_version"]) == ({"delta_version": 0}, {"delta_version": 1})
     assert set(_scores(spark, out)) == {f"a{i}" for i in range(16)} | {f"b{i}" for i in range(4)}
 
     spark.sql(f"DELETE FROM delta.`{source}` WHERE id = 'a0'")  # rewrites a data file: old results must not mix in
@@ -151,6 +152,8 @@ def test_iceberg_append_scores_only_new_files_and_a_row_delete_starts_over(spark
     _docs(spark, 4, 37, "b").coalesce(1).writeTo("lake.jql.inc").append()
     added = _job(spark, gte_bundle, out, **sets).annotate()
     assert (added["units_resumed"], added["input_files_added"], added["scored_rows"]) == (2, 1, 20)
+    snapshots = [r["snapshot_id"] for r in spark.sql("SELECT snapshot_id FROM lake.jql.inc.snapshots ORDER BY committed_at").collect()]
+    assert [first["input_version"], added["input_version"]] == [{"iceberg_snapshot": s} for s in snapshots]
     assert set(_scores(spark, out)) == {f"a{i}" for i in range(16)} | {f"b{i}" for i in range(4)}
 
     spark.sql("DELETE FROM lake.jql.inc WHERE id = 'a0'")  # merge-on-read: a delete file, the data files unchanged

@@ -240,6 +240,23 @@ def iceberg_files(spark: SparkSession, table: str | None, path: str | None) -> l
     return sorted((InputFile(r["file_path"], int(r["file_size_in_bytes"]), 0.0) for r in rows), key=lambda f: f.path)
 
 
+def dataset_version(spark: SparkSession, table: str | None, path: str | None, fmt: str) -> dict | None:
+    """The commit a run reads (Delta table version, Iceberg snapshot id) for the summary; None for other datasets."""
+    if fmt in ("auto", "delta") and (table or path):
+        try:
+            ref = table or f"delta.`{path}`"
+            return {"delta_version": int(spark.sql(f"DESCRIBE HISTORY {ref} LIMIT 1").first()["version"])}
+        except Exception:
+            pass
+    if fmt in ("auto", "iceberg") and (table or path):
+        try:
+            snapshots = spark.table(f"{table}.snapshots") if table else spark.read.format("iceberg").load(f"{path}#snapshots")
+            return {"iceberg_snapshot": int(snapshots.orderBy(F.desc("committed_at")).first()["snapshot_id"])}
+        except Exception:
+            pass
+    return None
+
+
 def dataset_rows(df: DataFrame, paths: list[str] | None, file_column: str = "_metadata.file_path") -> DataFrame:
     """The dataset's rows from ``paths`` (file pruning on ``file_column``), with the private columns."""
     file_col = F.col(file_column) if paths is not None else F.lit(None).cast("string")
@@ -288,12 +305,14 @@ class Source:
         self.spark = spark
         self.text_column = text_column
         self.dataset: DataFrame | None = None
+        self.version: dict | None = None  # a lake table's commit (summary: which version or snapshot was scored)
         if io.input_table is not None or io.input_format not in ("auto", *FILE_FORMATS):
             path = None if io.input_table else normalise(io.input[0]) if io.input else None
             if io.input_table is None and path is None:
                 raise InputError(f"io.input_format {io.input_format!r} needs the table's path in io.input")
             self.fmt = "table" if io.input_table else io.input_format
             self.label = io.input_table or path
+            self.version = dataset_version(spark, io.input_table, path, io.input_format)
             self.dataset = read_dataset(spark, io.input_table, path, io.input_format)
             files = dataset_files(self.dataset)
             self.file_column = "_metadata.file_path"

@@ -124,7 +124,7 @@ class Job:
             self._write(written.drop(UNIT_COLUMN), "scored", partition=False)
         with_score = written.where(quoted(schema.AGGREGATE).isNotNull()).count()
         result = {
-            **{k: run[k] for k in ("input", "input_files", "input_files_added", "units", "units_resumed", "skipped_files",
+            **{k: run[k] for k in ("input", "input_version", "input_files", "input_files_added", "units", "units_resumed", "skipped_files",
                                    "skipped_records", "skipped_records_by_file", "input_rows")},
             "scored_rows": scored_rows,
             "rows_with_score": with_score,
