@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from spark_jql.cli import main
-from spark_jql.config import load_config
+from spark_jql.config import ConfigError, load_config
 from spark_jql.devtools.sample_data import generate_documents, write_jsonl
 from spark_jql.spark import preflight
 
@@ -90,3 +90,10 @@ def test_missing_connector_is_one_line_on_spark_connect(spark, connect_url, gte_
         assert err.splitlines()[-1].startswith("spark-jql: error: ") and "Traceback" not in err, err[-3000:]
         assert f"io.{where}_format {fmt!r} is not a data source of this Spark session ([DATA_SOURCE_NOT_FOUND]" in err
         assert not (out / "scored").exists()
+
+
+def test_iceberg_output_needs_output_tables():
+    with pytest.raises(ConfigError, match="io.output_format 'iceberg' writes catalog tables only"):
+        load_config(None, ["io.output_format=iceberg", "io.output_tables.filtered=lake.db.kept"])
+    tables = load_config(None, ["io.output_format=iceberg", "io.output_tables.filtered=lake.db.kept", "filter.write_dropped=false"])
+    assert tables.io.output_tables.filtered == "lake.db.kept"
