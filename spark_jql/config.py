@@ -411,6 +411,10 @@ class JobConfig(_Strict):
             raise ValueError(
                 f"filter.quantile {self.filter.quantile} is not among thresholds.quantiles {self.thresholds.quantiles}"
             )
+        tables = self.io.output_tables
+        if self.io.output_format == "iceberg" and (tables.filtered is None or (self.filter.write_dropped and tables.dropped is None)):
+            raise ValueError("io.output_format 'iceberg' writes catalog tables only (Iceberg creates no table at a bare path): "
+                             "set io.output_tables.filtered and io.output_tables.dropped, e.g. lake.db.kept")
         if self.io.partition_by_language and self.columns.constant_language is not None:
             raise ValueError("io.partition_by_language needs language columns, but columns.constant_language is set")
         if self.io.partition_by_language and self.io.output_columns is not None:

@@ -38,6 +38,14 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def spark_cause(err: BaseException) -> str:
+    """The line of a Spark error that says why: past py4j's ``An error occurred while calling o35.load.``."""
+    lines = [line.strip().lstrip(": ") for line in str(err).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("An error occurred while calling"):
+        return lines[1]
+    return lines[0] if lines else type(err).__name__
+
+
 def worker_error(err: BaseException) -> WorkerLoadError | None:
     """The WorkerLoadError an executor raised, out of the Spark exception that carries its traceback."""
     marker = f"{WorkerLoadError.__module__}.{WorkerLoadError.__name__}: "

@@ -16,6 +16,19 @@ os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+CONNECTORS = REPO / ".ci" / "connector-jars.txt"
+# CI sets this (.ci/run): a connector pinned for this Spark whose JAR is missing fails its tests instead of skipping them.
+REQUIRE_CONNECTORS = "SPARK_JQL_REQUIRE_CONNECTORS"
+# Session settings each connector needs besides its JARs (Iceberg's catalog `lake` gets its warehouse in `spark`).
+LAKE_SETTINGS = {
+    "delta": {"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+              "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+              "spark.databricks.delta.snapshotPartitions": "2"},  # log replay of tiny tables: 2 tasks, not 50
+    "iceberg": {"spark.sql.extensions": "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
+                "spark.sql.catalog.lake": "org.apache.iceberg.spark.SparkCatalog",
+                "spark.sql.catalog.lake.type": "hadoop"},
+}
 
 
 def shared_file(name: str) -> Path:
@@ -41,6 +54,64 @@ def xlmr_bundle(tmp_path_factory) -> dict:
     return build_demo_bundle(tmp_path_factory.mktemp("xlmr_bundle"), "xlmr-tiny", seed=2)
 
 
+def _spark_line() -> str:
+    import pyspark
+
+    return ".".join(pyspark.__version__.split(".")[:2])
+
+
+def connectors() -> dict[str, tuple[list[Path], str | None]]:
+    """Per format pinned for this pyspark line (.ci/connector-jars.txt): its JARs, and why it cannot run (None: it can).
+
+    A format is ready when every JAR pinned for it lies in .jars/spark-<line>/ (``.ci/fetch-jars``).
+    """
+    line = _spark_line()
+    found: dict[str, tuple[list[Path], str | None]] = {}
+    for row in CONNECTORS.read_text().splitlines():
+        parts = row.split(None, 3)
+        if len(parts) < 3 or row.startswith("#") or parts[0] != line:
+            continue
+        fmt, coordinate = parts[1], parts[2]
+        jars, why = found.get(fmt, ([], None))
+        if coordinate == "none":
+            found[fmt] = ([], f"{fmt} is not tested on Spark {line}: {parts[3] if len(parts) > 3 else 'no release'}")
+            continue
+        _, artifact, version = coordinate.split(":")
+        jar = REPO / ".jars" / f"spark-{line}" / f"{artifact}-{version}.jar"
+        if not jar.is_file() and why is None:
+            why = f"{jar.relative_to(REPO)} is absent: run .ci/fetch-jars to test {fmt} tables"
+        found[fmt] = ([*jars, jar], why)
+    return found
+
+
+def ready_connectors() -> dict[str, list[Path]]:
+    return {fmt: jars for fmt, (jars, why) in connectors().items() if why is None}
+
+
+def require_connector(fmt: str) -> None:
+    """Skip the test where ``fmt``'s connector cannot run here, saying why; in CI a pinned but absent JAR fails it."""
+    jars, why = connectors().get(fmt, ([], f"no {fmt} connector is pinned for Spark {_spark_line()} in {CONNECTORS.name}"))
+    if why is None:
+        return
+    if jars and os.environ.get(REQUIRE_CONNECTORS):
+        pytest.fail(f"{why} ({REQUIRE_CONNECTORS} is set: CI must test {fmt})")
+    pytest.skip(why)
+
+
+def _lake_conf(warehouse: Path) -> dict[str, str]:
+    """spark.jars, SQL extensions and catalogs for every connector whose JARs are here (none: no setting at all)."""
+    ready = ready_connectors()
+    conf: dict[str, str] = {}
+    if ready:
+        conf["spark.jars"] = ",".join(str(j) for fmt in sorted(ready) for j in ready[fmt])
+        conf["spark.sql.extensions"] = ",".join(LAKE_SETTINGS[fmt]["spark.sql.extensions"] for fmt in sorted(ready))
+    for fmt in sorted(ready):
+        conf.update({k: v for k, v in LAKE_SETTINGS[fmt].items() if k != "spark.sql.extensions"})
+    if "iceberg" in ready:
+        conf["spark.sql.catalog.lake.warehouse"] = str(warehouse / "iceberg")
+    return conf
+
+
 def _connect_server_jar() -> bool:
     """pyspark >= 4 ships the Spark Connect server; 3.5's pip package has only the client."""
     import pyspark
@@ -63,13 +134,17 @@ CONNECT: dict[str, str] = {}
 def spark(tmp_path_factory):
     """One local SparkSession for the whole test run (JVM start-up costs ~15 s); catalog tables in a temp warehouse.
 
+    Delta and Iceberg are set up (``spark.jars`` must be given at start-up) where their pinned JARs are
+    here (see :func:`connectors`): Delta as the session catalog, Iceberg as the Hadoop catalog ``lake``.
+
     Where pyspark ships the Spark Connect server (4.x), the same JVM also serves
     Spark Connect (the plugin a Databricks/Connect cluster runs), so Connect tests
     use it from a client process without a second JVM: see :func:`connect_url`.
     """
     from spark_jql.spark.session import build_session
 
-    conf = {"spark.sql.shuffle.partitions": "4", "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))}
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    conf = {"spark.sql.shuffle.partitions": "4", "spark.sql.warehouse.dir": str(warehouse), **_lake_conf(warehouse)}
     if _connect_server_jar():
         port = _free_port()
         conf.update({"spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",

@@ -38,9 +38,10 @@ from pyspark.sql.types import (
 )
 
 from spark_jql import schema
-from spark_jql.errors import InputError, first_line
+from spark_jql.errors import InputError, first_line, spark_cause
 from spark_jql.paths import normalise
 from spark_jql.spark.io import InputFile, list_files
+from spark_jql.spark.sources import missing_source
 
 FILE = "__jql_file"
 BAD = "__jql_bad"
@@ -253,10 +254,15 @@ def first_bad_line(spark: SparkSession, path: str, data_schema: StructType, text
 def read_dataset(spark: SparkSession, table: str | None, path: str | None, fmt: str) -> DataFrame:
     """A catalog table, or a table format (delta, iceberg, ...) loaded from a path."""
     try:
-        return spark.table(table) if table else spark.read.format(fmt).load(path)
+        frame = spark.table(table) if table else spark.read.format(fmt).load(path)
+        frame.schema  # Spark Connect resolves lazily: analyse here, so a missing table or source fails inside this try
+        return frame
     except Exception as err:
+        missing = None if table else missing_source(err, fmt, "io.input_format")
+        if missing is not None:
+            raise missing from None
         what = f"table {table!r}" if table else f"{fmt} input {path!r}"
-        raise InputError(f"cannot read {what}: {first_line(err)}") from err
+        raise InputError(f"cannot read {what}: {spark_cause(err)}") from err
 
 
 def dataset_files(df: DataFrame) -> list[InputFile] | None:
@@ -272,9 +278,46 @@ def dataset_files(df: DataFrame) -> list[InputFile] | None:
     return sorted((InputFile(r["p"], int(r["s"]), r["t"].timestamp()) for r in rows), key=lambda f: f.path)
 
 
-def dataset_rows(df: DataFrame, paths: list[str] | None) -> DataFrame:
-    """The dataset's rows from ``paths`` (file pruning on ``_metadata.file_path``), with the private columns."""
-    file_col = F.col("_metadata.file_path") if paths is not None else F.lit(None).cast("string")
+def iceberg_files(spark: SparkSession, table: str | None, path: str | None) -> list[InputFile] | None:
+    """An Iceberg table's data files from its ``files`` metadata table (path, size; Iceberg never rewrites a file
+    in place), rows read by the ``_file`` column; None if it is not an Iceberg table (no such metadata table).
+
+    With row-level delete files (merge-on-read updates and deletes) the rows are not a function of the data files:
+    the whole table is then one unit named by its current snapshot, so any new commit starts the scoring over.
+    """
+    def meta(name: str) -> DataFrame:
+        return spark.table(f"{table}.{name}") if table else spark.read.format("iceberg").load(f"{path}#{name}")
+
+    try:
+        rows = meta("files").select("content", "file_path", "file_size_in_bytes").collect()
+    except Exception:
+        return None
+    if any(r["content"] != 0 for r in rows):
+        current = meta("snapshots").orderBy(F.desc("committed_at")).select("snapshot_id").first()
+        return [InputFile(f"iceberg:{table or path}@snapshot-{current['snapshot_id']}")]
+    return sorted((InputFile(r["file_path"], int(r["file_size_in_bytes"]), 0.0) for r in rows), key=lambda f: f.path)
+
+
+def dataset_version(spark: SparkSession, table: str | None, path: str | None, fmt: str) -> dict | None:
+    """The commit a run reads (Delta table version, Iceberg snapshot id) for the summary; None for other datasets."""
+    if fmt in ("auto", "delta") and (table or path):
+        try:
+            ref = table or f"delta.`{path}`"
+            return {"delta_version": int(spark.sql(f"DESCRIBE HISTORY {ref} LIMIT 1").first()["version"])}
+        except Exception:
+            pass
+    if fmt in ("auto", "iceberg") and (table or path):
+        try:
+            snapshots = spark.table(f"{table}.snapshots") if table else spark.read.format("iceberg").load(f"{path}#snapshots")
+            return {"iceberg_snapshot": int(snapshots.orderBy(F.desc("committed_at")).first()["snapshot_id"])}
+        except Exception:
+            pass
+    return None
+
+
+def dataset_rows(df: DataFrame, paths: list[str] | None, file_column: str = "_metadata.file_path") -> DataFrame:
+    """The dataset's rows from ``paths`` (file pruning on ``file_column``), with the private columns."""
+    file_col = F.col(file_column) if paths is not None else F.lit(None).cast("string")
     rows = df.where(file_col.isin(paths)) if paths is not None else df
     return rows.select("*", file_col.alias(FILE), F.lit(None).cast("string").alias(BAD))
 
@@ -348,18 +391,24 @@ class Source:
         self.spark = spark
         self.text_column = text_column
         self.dataset: DataFrame | None = None
-        self.skipped: dict[str, str] = {}
-        self.base: str | None = None  # the folder below which directories name partition columns (``lang=srp/``)  # file -> why: found unusable while reading the schema (io.on_bad_file=skip)
+        self.skipped: dict[str, str] = {}  # file -> why: found unusable while reading the schema (io.on_bad_file=skip)
+        self.base: str | None = None  # the folder below which directories name partition columns (``lang=srp/``)
+        self.version: dict | None = None  # a lake table's commit (summary: which version or snapshot was scored)
         if io.input_table is not None or io.input_format not in ("auto", *FILE_FORMATS):
             path = None if io.input_table else normalise(io.input[0]) if io.input else None
             if io.input_table is None and path is None:
                 raise InputError(f"io.input_format {io.input_format!r} needs the table's path in io.input")
             self.fmt = "table" if io.input_table else io.input_format
             self.label = io.input_table or path
+            self.version = dataset_version(spark, io.input_table, path, io.input_format)
             self.dataset = read_dataset(spark, io.input_table, path, io.input_format)
             files = dataset_files(self.dataset)
+            self.file_column = "_metadata.file_path"
+            if files is None and io.input_format in ("auto", "iceberg"):  # Iceberg has no _metadata column
+                files = iceberg_files(spark, io.input_table, path)
+                self.file_column = "_file"
             # Without file metadata (a view, a JDBC table) the whole dataset is one unit that cannot be checked.
-            self.by_file = files is not None
+            self.by_file = files is not None and not any(f.path.startswith("iceberg:") for f in files)
             self.files = files if files is not None else [InputFile(f"{self.fmt}:{self.label}")]
         else:
             self.files = input_files(spark, io.input)
@@ -380,5 +429,5 @@ class Source:
 
     def read(self, paths: list[str], data_schema: StructType) -> DataFrame:
         if self.dataset is not None:
-            return dataset_rows(self.dataset, paths if self.by_file else None)
+            return dataset_rows(self.dataset, paths if self.by_file else None, self.file_column)
         return read_files(self.spark, paths, self.fmt, data_schema, self.text_column, self.base)

@@ -121,6 +121,7 @@ class Job:
         self.config = config
         self.paths = OutputLayout(config.io.output).job_paths()
         self.summary: dict = {}
+        preflight.data_sources(spark, config)  # a missing Delta/Iceberg connector: one line before any work
 
     # -- stages -------------------------------------------------------------
     @_leased("annotate")
@@ -140,7 +141,7 @@ class Job:
             self._write(written.drop(UNIT_COLUMN), "scored", partition=False)
         with_score = written.where(quoted(schema.AGGREGATE).isNotNull()).count()
         result = {
-            **{k: run[k] for k in ("input", "input_files", "input_files_added", "units", "units_resumed", "skipped_files",
+            **{k: run[k] for k in ("input", "input_version", "input_files", "input_files_added", "units", "units_resumed", "skipped_files",
                                    "skipped_records", "skipped_records_by_file", "input_rows")},
             "scored_rows": scored_rows,
             "rows_with_score": with_score,

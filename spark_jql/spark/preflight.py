@@ -25,9 +25,10 @@ from spark_jql.config import (
     output_overlaps_input,
 )
 from spark_jql.errors import InputError, ModelFilesError, ModelNotAvailableError
-from spark_jql.paths import is_filesystem_root
+from spark_jql.paths import is_filesystem_root, join
 from spark_jql.scoring.hub import looks_like_path
 from spark_jql.scoring.preflight import ScorerCheck, check_scorer
+from spark_jql.spark.sources import data_source
 from spark_jql.spark.storage import read_text
 from spark_jql.thresholds import Thresholds, _qkey
 
@@ -78,6 +79,16 @@ def output_path(output: str, inputs: list[str]) -> None:
     clash = output_overlaps_input(output, inputs, replaced=[output])
     if clash:
         raise InputError(clash)
+
+
+def data_sources(spark: SparkSession, config: JobConfig) -> None:
+    """io.input_format and io.output_format name data sources this session has: a missing connector is one line
+    before any work, not a failure at the filter's write after scoring."""
+    io = config.io
+    probe = join(io.output, "_jql_no_table_here")
+    if io.input_format != "auto":
+        data_source(spark, io.input_format, "io.input_format", probe)
+    data_source(spark, io.output_format, "io.output_format", probe)
 
 
 def _connect(spark: SparkSession) -> bool:

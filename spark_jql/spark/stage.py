@@ -136,6 +136,7 @@ def _run(spark, cfg, stage, output, source, schema, before_writing, start) -> di
         "markers": markers,
         "summary": {
             "input": cfg.io.input_table or cfg.io.input,
+            "input_version": source.version,
             "output": output,
             "input_files": len(source.files),
             "input_files_added": plan.added_files,
