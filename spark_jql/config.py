@@ -374,10 +374,11 @@ def output_overlaps_input(output: str, inputs: list[str], replaced: list[str] | 
 
     Lexical (works for every filesystem, classified by spark_jql/paths.py): an input directory or a glob that
     covers the output would read the outputs back as input on the next run; an input inside a directory a run
-    replaces (``replaced``, by default the job's scored/, filtered/ ... under ``output``) would be deleted.
+    replaces (``replaced``, by default the job's scored/, stats/, filtered/, dropped/ under ``output``) would be deleted.
+    Stages with an output of their own (embed, judge, langid) check it with ``replaced=[their output]``.
     """
     out_fs, out = paths.split(output)
-    replaced = replaced if replaced is not None else OutputLayout(output).replaced_folders
+    replaced = replaced if replaced is not None else OutputLayout(output).job_folders
     for pattern in inputs:
         in_fs, inp = paths.split(pattern)
         if in_fs != out_fs or not inp:

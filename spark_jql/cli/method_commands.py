@@ -139,6 +139,9 @@ def _judge_arguments(j: argparse.ArgumentParser) -> None:
     j.add_argument("--partitions", type=int, help="repartition each unit first (bounds concurrent tasks)")
     j.add_argument("--retry-failed", action="store_true",
                    help="the input is a judged output: re-ask only rows whose judge error is set; write to a new --output")
+    j.add_argument("--overwrite-labels", action="store_true",
+                   help="delete the labels in the output when they cannot be resumed (another judge configuration or other "
+                        "inputs); without it such a run is refused and nothing is deleted")
 
 
 def _judge(args: argparse.Namespace) -> dict:
@@ -147,7 +150,7 @@ def _judge(args: argparse.Namespace) -> dict:
 
     cfg = load_config(args.config, args.overrides)
     judge_cfg = load_config(args.judge_config, args.judge_overrides, model=JudgeConfig)
-    return write_judgements(cfg, judge_cfg, args.output, args.partitions, args.retry_failed)
+    return write_judgements(cfg, judge_cfg, args.output, args.partitions, args.retry_failed, args.overwrite_labels)
 
 
 COMMANDS = [

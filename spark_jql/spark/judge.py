@@ -18,7 +18,11 @@ the input has no columns for are asked for every row.
 
 The ``judge`` stage (``write_judgements``) works in committed units of about
 ``rows_per_unit`` rows (file groups split by a hash of the text): a rerun skips
-finished units, so an interrupted run loses at most the units in flight.
+finished units, so an interrupted run loses at most the units in flight. Labels are
+never deleted unless asked (``overwrite_labels``, ``--overwrite-labels``): a rerun with
+another judge configuration (model, prompt, parser, ...) or other inputs is refused
+naming what changed, whatever ``io.mode`` says; endpoint addresses, concurrency and
+retries are how a run goes, not what it writes, so changing them resumes.
 """
 
 from __future__ import annotations
@@ -178,9 +182,10 @@ class JudgeStage(UnitStage):
 
     name = "judge"
 
-    def __init__(self, cfg, judge_cfg: JudgeConfig, output: str, checked, partitions: int | None, retry_failed: bool):
+    def __init__(self, cfg, judge_cfg: JudgeConfig, output: str, checked, partitions: int | None, retry_failed: bool,
+                 overwrite_labels: bool = False):
         self.cfg, self.judge_cfg, self.output, self.checked = cfg, judge_cfg, output, checked
-        self.partitions, self.retry_failed = partitions, retry_failed
+        self.partitions, self.retry_failed, self.overwrite_labels = partitions, retry_failed, overwrite_labels
         self.language = cfg.columns.language[0] if cfg.columns.language else None
         self.rows = 0
         self.bucket_count = 1
@@ -205,7 +210,7 @@ class JudgeStage(UnitStage):
 
         # every judge setting not marked runtime (model, prompts, temperature, max_tokens, max_chars,
         # score_pattern, decimal_scores, ...), the prompts' contents (their labels carry sha256), the text column
-        settings = {"judge": decisive(self.judge_cfg), "rows": self.rows, "retry_failed": self.retry_failed,
+        settings = {"judge": decisive(self.judge_cfg), "retry_failed": self.retry_failed,
                     "text": self.cfg.columns.text}
         prompts = {f"prompt/{e.name}/{lang or 'default'}": p.label for e in self.judge_cfg.judges
                    for lang, p in [(None, self.checked[0][e.name].default), *sorted(self.checked[0][e.name].by_language.items())]}
@@ -230,9 +235,17 @@ class JudgeStage(UnitStage):
     def translate(self, err: Exception):
         return _judge_failure(err)
 
+    def before_start_over(self, output: str, why: str) -> None:
+        """Labels cost server hours: never deleted (whatever io.mode says) unless ``--overwrite-labels`` asks."""
+        if not self.overwrite_labels:
+            raise InputError(
+                f"{output} holds judge labels this run cannot continue: {why}. Nothing was deleted: write the new labels "
+                "beside them with --output <another directory>, go back to the previous judge settings to resume, or "
+                "pass --overwrite-labels to delete them and start over")
+
 
 def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, partitions: int | None = None,
-                     retry_failed: bool = False) -> dict:
+                     retry_failed: bool = False, overwrite_labels: bool = False) -> dict:
     """The ``judge`` stage: read io.input, judge it unit by unit (resumable, units overlapping), check counts, summarise."""
     from spark_jql.spark.session import session_for
     from spark_jql.spark.stage import run_stage
@@ -241,7 +254,7 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
     flight = preflight(judge_cfg, *checked) if judge_cfg.preflight else {}  # every endpoint answers, in seconds
     spark = session_for(cfg)
     out = output or OutputLayout(cfg.io.output).path(JUDGED)
-    done = run_stage(spark, cfg, JudgeStage(cfg, judge_cfg, out, checked, partitions, retry_failed), out)
+    done = run_stage(spark, cfg, JudgeStage(cfg, judge_cfg, out, checked, partitions, retry_failed, overwrite_labels), out)
     written = done["frame"]
     summary = {**done["summary"], "retry_failed": retry_failed, "preflight": flight, "judges": {}}
     for e in judge_cfg.judges:
