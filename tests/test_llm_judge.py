@@ -81,9 +81,9 @@ def test_default_prompt_and_custom_prompt(tmp_path):
                     "prompt_files": {"fra": str(tmp_path / "de.txt")}}],
         "prompt_files": {"deu": str(tmp_path / "de.txt")}})
     a, b = prompt_set(cfg, cfg.judges[0]), prompt_set(cfg, cfg.judges[1])
-    assert a.for_language("deu").template == "Bewerte {text}" and a.for_language("eng").name == "fineweb-edu-additive"
+    assert a.for_language("deu").template == "Bewerte {text}" and a.for_language("eng").name == "fineweb-edu"
     assert b.for_language("deu").name == "p.txt" and b.for_language("fra").name == "de.txt"
-    assert a.default.label.startswith("fineweb-edu-additive sha256:") and len(a.default.label.split(":")[1]) == 12
+    assert a.default.label.startswith("fineweb-edu sha256:") and len(a.default.label.split(":")[1]) == 12
     bad = cfg.model_copy(update={"prompt_files": {"deu": str(tmp_path / "missing.txt")}})
     with pytest.raises(InputError, match=r"prompt_files.deu: prompt file not found"):
         check_judges(bad)
@@ -96,7 +96,7 @@ def test_judge_texts_scores_retries_and_failures():
         results = judge_texts(texts, config(server.url).judges[0], config(server.url))
     by_text = dict(zip(map(str, texts), results))
     assert [r.score for r in results] == [3, 4, None, None, None, None, None, 0]
-    assert results[0].prompt.startswith("fineweb-edu-additive sha256:")
+    assert results[0].prompt.startswith("fineweb-edu sha256:")
     assert by_text["a page at level 3"].raw.endswith("Educational score: 3") and by_text["a page at level 3"].error is None
     assert by_text["FLAKY page at level 4"].attempts == 2 and by_text["FLAKY page at level 4"].error is None
     assert by_text["BROKEN page"].attempts == 3 and by_text["BROKEN page"].error.startswith("http 503")
@@ -227,7 +227,7 @@ def test_spark_judge_stage_units_resume_retry_failed_and_stops(spark, tmp_path, 
             r = out_rows[str(i)]
             assert r["judge_alpha"] == i % 6 and r["judge_beta"] == i % 6 and r["judge_alpha_error"] is None
             assert r["judge_alpha_raw"].endswith(f"Educational score: {i % 6}")
-            assert r["judge_alpha_model"] == f"a @ {server.url}" and r["judge_beta_prompt"].startswith("fineweb-edu-additive sha256:")
+            assert r["judge_alpha_model"] == f"a @ {server.url}" and r["judge_beta_prompt"].startswith("fineweb-edu sha256:")
         assert out_rows["broken"]["judge_alpha_error"].startswith("http 503")
         assert out_rows["empty"]["judge_alpha_error"] == "no_text" and out_rows["null"]["judge_beta_error"] == "no_text"
         # feed the judged output back: only failed rows are asked again (FLAKY now answers)

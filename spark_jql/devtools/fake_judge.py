@@ -21,7 +21,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_DOCUMENT = (re.compile(r"The extract:\n(.*)\n\nAfter examining", re.S), re.compile(r"<document>\n(.*)\n</document>", re.S))
+_DOCUMENT = (re.compile(r"The extract: (.*)\.\n\nAfter examining", re.S),  # fineweb-edu
+             re.compile(r"The extract: (.*)\.(?:\\n| \\\n)After examining", re.S),  # ml-filter (literal backslash-n)
+             re.compile(r"<document>\n(.*)\n</document>", re.S))
 
 
 def document_of(prompt: str) -> str:
