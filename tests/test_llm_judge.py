@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -179,6 +180,58 @@ def test_timeouts_unreachable_server_and_api_key(monkeypatch):
     monkeypatch.delenv("FAKE_JUDGE_KEY")
     with pytest.raises(InputError, match="FAKE_JUDGE_KEY"):
         judge_texts(["x"], cfg.judges[0].model_copy(update={"api_key_env": "FAKE_JUDGE_KEY"}), cfg)
+
+
+def test_timed_out_requests_are_cancelled_not_left_running():
+    """A request past timeout_seconds has its connection closed: the server aborts it, in flight never exceeds the slots."""
+    texts = [f"SLOW page {i} at level 2" for i in range(8)]
+    with FakeJudgeServer() as server:
+        cfg = config(server.url, timeout_seconds=0.2, max_retries=1, backoff_seconds=0.1, concurrency=2)
+        results = judge_texts(texts, cfg.judges[0], cfg)
+        deadline = time.monotonic() + 3
+        while server.cancelled < 16 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(r.score is None and "timed out" in r.error for r in results)
+        assert server.total == 16 and server.cancelled == 16  # every attempt aborted by the server, none finished
+        # the audit saw 15 in flight against 8 slots (each abandoned request ran its full second); now at most one
+        # request being torn down overlaps the next one (the server notices a closed connection within milliseconds)
+        assert server.max_in_flight <= 2 + 1 and server.in_flight == 0
+
+
+def test_several_endpoints_are_balanced_with_failures_counted_per_endpoint():
+    texts = [f"doc {i} at level {i % 6}" for i in range(40)]
+    with FakeJudgeServer(latency=0.02) as a, FakeJudgeServer(latency=0.02) as b, FakeJudgeServer(refuse=True) as down:
+        cfg = config(a.url, concurrency=4, max_retries=2, backoff_seconds=0.0,
+                     judges=[{"name": "r", "base_urls": [a.url, b.url, down.url], "model": "m"}])
+        from spark_jql.method.judge import ChatClient
+        client = ChatClient(cfg.judges[0], cfg)
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda t: client.judge(t, prompt_set(cfg, cfg.judges[0]).default), texts))
+        assert [r.score for r in results] == [i % 6 for i in range(40)]  # a failed attempt is retried on another replica
+        assert {r.endpoint for r in results} == {a.url, b.url} and min(a.total, b.total) >= 10
+        stats = client.endpoints.summary()
+        assert stats[down.url]["failures"] == stats[down.url]["attempts"] == down.total >= 1
+        assert down.total <= 6  # passed over after 3 failures in a row (a few more while in flight)
+        assert stats[a.url]["failures"] == stats[b.url]["failures"] == 0
+        with pytest.raises(JudgeFailureError, match=rf"judges.0.base_urls\[2\]={down.url}"):
+            preflight(cfg)
+    with pytest.raises(Exception, match="base_url .*or base_urls"):
+        JudgeConfig.model_validate({"judges": [{"name": "x", "model": "m"}]})
+
+
+def test_generation_settings_and_system_prompt_per_judge():
+    with FakeJudgeServer() as server:
+        cfg = config(server.url, temperature=0.0, max_tokens=512, judges=[
+            {"name": "a", "base_url": server.url, "model": "a", "temperature": 0.7, "max_tokens": 64,
+             "system_prompt": "You are a strict teacher."},
+            {"name": "b", "base_url": server.url, "model": "b"}])
+        with JudgePanel(cfg) as panel:
+            results = panel.judge({"a": ["page at level 4"], "b": ["page at level 4"]})
+    assert results["a"][0].score == results["b"][0].score == 4
+    bodies = {b["model"]: b for b in server.bodies}
+    assert bodies["a"]["temperature"] == 0.7 and bodies["a"]["max_tokens"] == 64
+    assert bodies["a"]["messages"][0] == {"role": "system", "content": "You are a strict teacher."}
+    assert bodies["b"]["temperature"] == 0.0 and bodies["b"]["max_tokens"] == 512 and len(bodies["b"]["messages"]) == 1
 
 
 def test_judge_config_validation():
