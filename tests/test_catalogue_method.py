@@ -32,7 +32,7 @@ def _judge(capsys, tmp_path, judges: dict, *extra: str) -> str:
 
 @case("`judge` with an endpoint that refuses connections (server down, wrong port)",
       "exit 2 within seconds, before Spark starts: `judge 'x': pre-flight request to judges.0.base_url=... failed: "
-      "URLError: [Errno 111] Connection refused`; nothing written")
+      "ConnectionRefusedError: [Errno 111] Connection refused`; nothing written")
 def test_judge_unreachable_endpoint(tmp_path, capsys):
     with FakeJudgeServer() as server:
         url = server.url

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from spark_jql.config import JudgeConfig
-from spark_jql.devtools.fake_judge import FakeJudgeServer
+from spark_jql.devtools.fake_judge import FakeJudgeServer, document_of
 from spark_jql.errors import InputError
 from spark_jql.method.judge import (
     PREFLIGHT_TEXT,
@@ -316,3 +316,26 @@ def test_judge_api_rejects_bad_input(spark):
         judge(df, cfg, text_column="n")
     with pytest.raises(InputError, match="judge_fake"):
         judge(df, cfg, text_column="id")
+
+
+@pytest.mark.spark
+def test_ml_filter_preset_on_spark_keeps_decimals_and_asks_per_language(spark):
+    from spark_jql.spark.judge import judge
+
+    rows = [("1", "deu", "DECIMAL page"), ("2", "fra", "page\nat level 4"), ("3", "xyz", "page at level 1")]
+    df = spark.createDataFrame(rows, "id string, lang string, text string")
+    with FakeJudgeServer() as server:
+        cfg = config(server.url, preset="ml-filter", truncation="chars", language_column="lang")
+        out = {r["id"]: r for r in judge(df, cfg).collect()}
+    assert dict(judge(df, cfg).dtypes)["judge_fake"] == "double"
+    assert out["1"]["judge_fake"] == 3.5 and out["2"]["judge_fake"] == 4.0 and out["3"]["judge_fake"] == 1.0
+    assert [out[i]["judge_fake_prompt"].split()[0] for i in "123"] == ["ml-filter/de", "ml-filter/fr", "ml-filter"]
+    sent = {document_of(b["messages"][0]["content"]): b["messages"][0]["content"] for b in server.bodies}
+    assert "page at level 4" in sent and "web page in French" in sent["page at level 4"]  # newline stripped
+
+
+def test_judge_bench_spreads_requests_over_replicas():
+    from spark_jql.devtools.judge_bench import measure
+
+    row = measure(endpoints=2, docs_per_endpoint=8, slots=2, latency=0.02)
+    assert row["scored"] == row["docs"] == 16 and min(row["per_endpoint"]) >= 6 and sum(row["per_endpoint"]) == 16
