@@ -105,7 +105,7 @@ def test_abstaining_judge_is_flagged_and_the_others_ranked_on_their_common_docum
     """The audit's case: the worst judge, abstaining on its worst half, must not rank first (nor rank at all)."""
     frame, truth = _abstention_frame()
     judges = ["judge_picky", "judge_worst", "judge_fair", "judge_good"]
-    own = {j: ev.regression_metrics(frame[j].to_numpy(dtype=float), truth)["spearman"] for j in judges}
+    own = {j: ev.regression_metrics(ev.as_numbers(frame[j], j), truth)["spearman"] for j in judges}
     assert own["judge_picky"] > own["judge_good"] > own["judge_fair"] > own["judge_worst"]  # naive ranking: picky first
     ranking = ev.rank_judges(frame, "human", judges, resamples=100)
     block = ranking["overall"]

@@ -25,7 +25,7 @@ def measure(endpoints: int, docs_per_endpoint: int, slots: int, latency: float) 
         servers = [stack.enter_context(FakeJudgeServer(latency=latency, slots=slots)) for _ in range(endpoints)]
         cfg = JudgeConfig.model_validate({
             "judges": [{"name": "j", "base_urls": [s.url for s in servers], "model": "m"}],
-            "concurrency": 2 * slots * endpoints, "max_retries": 0, "preflight": False})
+            "concurrency": 2 * slots * endpoints, "max_retries": 2, "backoff_seconds": 0.05, "preflight": False})
         texts = [f"document {i} at level {i % 6}" for i in range(docs_per_endpoint * endpoints)]
         with JudgePanel(cfg) as panel:
             start = time.perf_counter()
