@@ -24,6 +24,7 @@ from pydantic import (
 
 from spark_jql import paths
 from spark_jql.fingerprint import runtime
+from spark_jql.judge_presets import PRESETS
 from spark_jql.layout import OutputLayout
 from spark_jql.paths import is_filesystem_root
 
@@ -374,10 +375,11 @@ def output_overlaps_input(output: str, inputs: list[str], replaced: list[str] | 
 
     Lexical (works for every filesystem, classified by spark_jql/paths.py): an input directory or a glob that
     covers the output would read the outputs back as input on the next run; an input inside a directory a run
-    replaces (``replaced``, by default the job's scored/, filtered/ ... under ``output``) would be deleted.
+    replaces (``replaced``, by default the job's scored/, stats/, filtered/, dropped/ under ``output``) would be deleted.
+    Stages with an output of their own (embed, judge, langid) check it with ``replaced=[their output]``.
     """
     out_fs, out = paths.split(output)
-    replaced = replaced if replaced is not None else OutputLayout(output).replaced_folders
+    replaced = replaced if replaced is not None else OutputLayout(output).job_folders
     for pattern in inputs:
         in_fs, inp = paths.split(pattern)
         if in_fs != out_fs or not inp:
@@ -538,10 +540,14 @@ class TrainConfig(_Strict):
 
 
 class JudgeEndpoint(_Strict):
-    """One LLM judge behind an OpenAI-compatible chat-completions endpoint (e.g. a vLLM server)."""
+    """One LLM judge behind OpenAI-compatible chat-completions endpoints (e.g. vLLM replicas of one model)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]+$", description="Used in the output column names.")
-    base_url: str = runtime(description="Server root up to /v1, e.g. http://host:8000/v1.")
+    base_url: str | None = runtime(None, description="Server root up to /v1, e.g. http://host:8000/v1 (or base_urls).")
+    base_urls: list[str] = runtime(
+        default_factory=list, description="Several replicas of the same model: requests are balanced across them on the "
+        "client (fewest in flight first), each endpoint's failures counted on its own.",
+    )
     model: str = Field(min_length=1, description="Model name the server expects.")
     api_key_env: str | None = runtime(None, description="Environment variable holding the API key (never the key itself).")
     concurrency: int | None = runtime(None, ge=1, description="Requests in flight to this judge per task; None: the shared 'concurrency'.")
@@ -549,34 +555,79 @@ class JudgeEndpoint(_Strict):
     prompt_files: dict[str, str] = Field(
         default_factory=dict, description="Language -> prompt template for this judge (overrides every shared prompt)."
     )
+    system_prompt: str | None = Field(None, description="A system message sent before the prompt; None: none.")
+    temperature: float | None = Field(None, ge=0, description="This judge's sampling temperature; None: the shared one.")
+    max_tokens: int | None = Field(None, ge=1, description="This judge's answer length limit; None: the shared one.")
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")) or len(value) < 10:
-            raise ValueError(f"base_url must be an http:// or https:// URL up to /v1, got {value!r}")
-        return value
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _judge_url(value)
+
+    @field_validator("base_urls")
+    @classmethod
+    def _http_urls(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError("base_urls lists an endpoint twice")
+        return [_judge_url(v) for v in values]
+
+    @model_validator(mode="after")
+    def _some_endpoint(self) -> "JudgeEndpoint":
+        if (self.base_url is None) == (not self.base_urls):
+            raise ValueError(f"judge {self.name!r}: give base_url (one endpoint) or base_urls (replicas), not both and not neither")
+        return self
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [self.base_url] if self.base_url else list(self.base_urls)
+
+    @property
+    def where(self) -> str:
+        """The endpoint(s) for messages: one URL, or the first and how many more."""
+        urls = self.endpoints
+        return urls[0] if len(urls) == 1 else f"{urls[0]} (+{len(urls) - 1} more)"
+
+
+def _judge_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise ValueError(f"base_url must be an http:// or https:// URL up to /v1, got {value!r}")
+    return value
 
 
 class JudgeConfig(_Strict):
-    """LLM annotation (``spark-jql judge``): endpoints, prompts, parsing, and how hard to push the servers."""
+    """LLM annotation (``spark-jql judge``): endpoints, prompts, parsing, and how hard to push the servers.
+
+    ``preset`` names a prompt + parser + truncation rule with a stated source (spark_jql/judge_presets.py);
+    the settings left at None take the preset's value, any given one replaces it.
+    """
 
     judges: list[JudgeEndpoint] = Field(min_length=1)
-    prompt_file: str | None = Field(None, description="Prompt template with a {text} placeholder; None: FineWeb-Edu's additive 0-5 prompt.")
+    preset: Literal["fineweb-edu", "ml-filter"] = Field(
+        "fineweb-edu", description="fineweb-edu: FineWeb-Edu's published prompt verbatim, first match, integers 0-5; "
+        "ml-filter: the JQL co-authors' pipeline (per-language prompts, last match, decimals kept, token truncation).",
+    )
+    prompt_file: str | None = Field(None, description="Prompt template with a {text} placeholder; None: the preset's prompt.")
     prompt_files: dict[str, str] = Field(
         default_factory=dict, description="Language -> prompt template for every judge (overrides prompt_file for that language)."
     )
     language_column: str | None = Field(
         None, description="Column whose value picks a prompt from prompt_files; None: the job's first columns.language."
     )
-    score_pattern: str = Field(
-        r"Educational score:\s*\**\s*(-?\d+(?:[.,]\d+)?)",
-        description="Regex with one group: the FIRST match in the answer is the score (default: FineWeb-Edu's line).",
+    score_pattern: str | None = Field(
+        None, description="Regex with one group, the score; None: the preset's ('Educational score: N').",
     )
-    decimal_scores: Literal["reject", "round"] = Field(
-        "reject", description="A score like 3.5: 'reject' (no score, error 'unparsable answer: decimal ...') or 'round' (half up)."
+    score_match: Literal["first", "last"] | None = Field(None, description="Which match counts; None: the preset's.")
+    decimal_scores: Literal["reject", "round", "keep"] | None = Field(
+        None, description="A score like 3.5: 'reject' (no score, error 'unparsable answer: decimal ...'), 'round' (half "
+        "up) or 'keep' (the score column is then a double); None: the preset's.",
     )
-    max_chars: int = Field(20000, ge=1, description="Documents are cut to this many characters before prompting.")
+    truncation: Literal["chars", "tokens"] | None = Field(
+        None, description="'chars': cut documents to max_chars; 'tokens': cut them so the chat-formatted prompt has at "
+        "most max_prompt_tokens tokens of `tokenizer`; None: the preset's.",
+    )
+    max_chars: int = Field(20000, ge=1, description="Documents are cut to this many characters before prompting (truncation: chars).")
+    tokenizer: str | None = Field(None, description="The judge model's tokenizer (Hub id or path), for truncation: tokens.")
+    max_prompt_tokens: int = Field(7692, ge=16, description="Prompt budget in tokens (truncation: tokens); 7692 as ml_filter.")
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(512, ge=1, description="Answer length limit sent to the server.")
     concurrency: int = runtime(8, ge=1, description="Requests in flight per judge per Spark task (each judge has its own pool).")
@@ -585,7 +636,9 @@ class JudgeConfig(_Strict):
     max_retry_after_seconds: float = runtime(
         120.0, ge=0, description="A server's Retry-After (429/503) is honoured up to this many seconds."
     )
-    timeout_seconds: float = runtime(120.0, gt=0, description="Per-request timeout.")
+    timeout_seconds: float = runtime(
+        120.0, gt=0, description="Per-request timeout; the connection is then closed, so the server can cancel the request."
+    )
     preflight: bool = runtime(True, description="Send one request per judge from the driver before the job; stop if it fails.")
     max_failure_rate: float = runtime(
         0.5, gt=0, le=1, description="Stop the job when more than this share of a judge's requests fail (after min_requests)."
@@ -602,9 +655,11 @@ class JudgeConfig(_Strict):
 
     @field_validator("score_pattern")
     @classmethod
-    def _one_group(cls, value: str) -> str:
+    def _one_group(cls, value: str | None) -> str | None:
         import re
 
+        if value is None:
+            return None
         try:
             groups = re.compile(value).groups
         except re.error as err:
@@ -613,8 +668,33 @@ class JudgeConfig(_Strict):
             raise ValueError(f"score_pattern must have exactly one group (the score), has {groups}")
         return value
 
+    @model_validator(mode="after")
+    def _tokenizer_for_tokens(self) -> "JudgeConfig":
+        if self.truncation_rule == "tokens" and not self.tokenizer:
+            raise ValueError(f"truncation by tokens (preset {self.preset!r}) needs `tokenizer`: the judge model's "
+                             "tokenizer (Hub id or local path); or set truncation: chars")
+        return self
+
+    @property
+    def truncation_rule(self) -> str:
+        return self.truncation or PRESETS[self.preset].truncation
+
+    def parser(self):
+        """The preset's parser with any explicitly given setting in its place."""
+        import dataclasses
+
+        base = PRESETS[self.preset].parser
+        given = {"pattern": self.score_pattern, "match": self.score_match, "decimals": self.decimal_scores}
+        return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+
     def concurrency_of(self, judge: JudgeEndpoint) -> int:
         return judge.concurrency or self.concurrency
+
+    def temperature_of(self, judge: JudgeEndpoint) -> float:
+        return self.temperature if judge.temperature is None else judge.temperature
+
+    def max_tokens_of(self, judge: JudgeEndpoint) -> int:
+        return judge.max_tokens or self.max_tokens
 
 
 class LangIdConfig(_Strict):

@@ -104,6 +104,8 @@ def _first_difference(a: Any, b: Any, where: str) -> str | None:
             if found:
                 return found
         return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):  # judges.0.model, not the whole list
+        return next((found for i, (x, y) in enumerate(zip(a, b)) if (found := _first_difference(x, y, f"{where}{i}."))), None)
     if a != b:
         return f"{where.rstrip('.')} ({json.dumps(a, default=str)[:80]} -> {json.dumps(b, default=str)[:80]})"
     return None

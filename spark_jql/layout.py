@@ -20,6 +20,10 @@ WITH_LANGUAGE = "with_language"  # langid's default output
 
 # Folders a stage replaces: an input inside one of them would be deleted by the next run.
 REPLACED_FOLDERS = (SCORED, STATS, FILTERED, DROPPED, EMBEDDINGS, JUDGED, WITH_LANGUAGE)
+# Those the job (annotate -> thresholds -> filter) replaces, checked with the config; embed, judge and langid check
+# their own output (the default above or --output) against the input when they start (spark/preflight.py:output_path),
+# so a judged run's root can be io.output of a retry that reads <root>/judged and writes elsewhere.
+JOB_FOLDERS = (SCORED, STATS, FILTERED, DROPPED)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,10 @@ class OutputLayout:
     @property
     def replaced_folders(self) -> list[str]:
         return [self.path(name) for name in REPLACED_FOLDERS]
+
+    @property
+    def job_folders(self) -> list[str]:
+        return [self.path(name) for name in JOB_FOLDERS]
 
     def job_paths(self) -> dict[str, str]:
         """What the job's stages read and write, by the name the job uses."""

@@ -32,7 +32,7 @@ def _judge(capsys, tmp_path, judges: dict, *extra: str) -> str:
 
 @case("`judge` with an endpoint that refuses connections (server down, wrong port)",
       "exit 2 within seconds, before Spark starts: `judge 'x': pre-flight request to judges.0.base_url=... failed: "
-      "URLError: [Errno 111] Connection refused`; nothing written")
+      "ConnectionRefusedError: [Errno 111] Connection refused`; nothing written")
 def test_judge_unreachable_endpoint(tmp_path, capsys):
     with FakeJudgeServer() as server:
         url = server.url
@@ -89,3 +89,45 @@ def test_train_wrong_width(tmp_path, capsys):
     assert main(["train", "--embeddings", str(tmp_path / "emb"), "--output", str(tmp_path / "heads")]) == 2
     assert "column 'embedding' row 40 has 16 values, expected 32" in capsys.readouterr().err
     assert not (tmp_path / "heads").exists()
+
+
+@case("`judge` rerun over existing labels with another model, prompt or parser (any `io.mode`)",
+      "exit 2, nothing deleted: `<out>/judged holds judge labels this run cannot continue: ... setting "
+      "judge.judges.0.model (\"a\" -> \"b\") changed. Nothing was deleted: write the new labels beside them with --output "
+      "<another directory>, ... or pass --overwrite-labels`; a new endpoint address resumes without re-asking")
+def test_judge_labels_are_never_deleted_without_asking(spark, tmp_path, capsys):
+    rows = [{"id": str(i), "text": f"doc {i} at level {i % 6}"} for i in range(12)] + [{"id": "b", "text": "BROKEN doc"}]
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    judged = tmp_path / "run" / "judged"
+
+    def run(url, model="a", *extra, output_root=tmp_path / "run", inputs=tmp_path / "docs.jsonl"):
+        (tmp_path / "judges.yaml").write_text(yaml.safe_dump({
+            "judges": [{"name": "j", "base_url": url, "model": model}], "max_retries": 0, "backoff_seconds": 0.01,
+            "min_requests": 100}))
+        return main(["--set", f"io.input=[{inputs}]", "--set", f"io.output={output_root}",
+                     "judge", "--judge-config", str(tmp_path / "judges.yaml"), *extra])
+
+    def labels() -> dict:
+        return {r["id"]: (r["judge_j"], r["judge_j_model"]) for r in spark.read.parquet(str(judged)).collect()}
+
+    with FakeJudgeServer() as first, FakeJudgeServer() as second:
+        assert run(first.url) == 0
+        before = labels()
+        capsys.readouterr()
+        for extra in ([], ["--set", "io.mode=error"]):
+            assert run(first.url, "b", *extra) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and f"{judged} holds judge labels this run cannot continue" in err
+            assert 'setting judge.judges.0.model ("a" -> "b") changed' in err and "Nothing was deleted" in err
+            assert "--overwrite-labels" in err and "embedder" not in err
+            assert labels() == before
+        # another address for the same model and prompt: a resume, not a single document asked again
+        assert run(second.url) == 0 and second.total == 1  # the pre-flight request only
+        assert labels() == before
+        # the documented retry: io.output is the judged run's root, --output elsewhere
+        retried = tmp_path / "run" / "retried"
+        assert run(second.url, "a", "--retry-failed", "--output", str(retried), inputs=judged) == 0
+        assert {d for d in second.requests if "BROKEN" in d} and spark.read.parquet(str(retried)).count() == len(rows)
+        # asked in so many words: the labels go and are made again
+        assert run(second.url, "b", "--overwrite-labels") == 0
+        assert {m for _, m in labels().values()} == {f"b @ {second.url}"}

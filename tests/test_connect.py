@@ -123,3 +123,55 @@ def test_a_session_built_with_remote_is_connect_and_writes_single_files(connect_
     part = Path(found["hidden"].replace("file:", "", 1))
     assert (tmp_path / "hidden.json").is_dir() and part.parent == tmp_path / "hidden.json" and part.is_file()
     assert found["hidden_text"] == '{"b": 2}'
+
+
+JUDGE_CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    from spark_jql.cli import run_job
+    from spark_jql.errors import SparkJQLError
+
+    runs, found = json.loads(sys.argv[1]), []
+    for args in runs:
+        try:
+            found.append(run_job(args)["rows"])
+        except SparkJQLError as err:
+            found.append("refused: " + str(err))
+    print("RESULTS " + json.dumps(found))
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("grpc") is None, reason="pyspark[connect] extras not installed")
+def test_judge_over_spark_connect_keeps_labels_and_retries_into_the_root(spark, connect_url, tmp_path):
+    """ml-filter preset (double scores, per-language prompts), a refused rerun with another model, the retry."""
+    import yaml
+
+    from spark_jql.devtools.fake_judge import FakeJudgeServer
+
+    rows = [{"text": f"page {i} at level {i % 6}", "lang": "deu"} for i in range(10)] + [{"text": "DECIMAL page", "lang": "fra"},
+                                                                                        {"text": "BROKEN page", "lang": "fra"}]
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    env = {**os.environ, "SPARK_REMOTE": connect_url, "SPARK_JQL_ARTIFACT_IO": "spark", "PYTHONPATH": str(REPO)}
+    with FakeJudgeServer() as server:
+        def judges(model: str) -> str:
+            path = tmp_path / f"{model}.yaml"
+            path.write_text(yaml.safe_dump({"judges": [{"name": "j", "base_url": server.url, "model": model}],
+                                            "preset": "ml-filter", "truncation": "chars", "max_retries": 0,
+                                            "min_requests": 100, "language_column": "lang"}))
+            return str(path)
+
+        base = ["--set", f"io.input=[{tmp_path / 'docs.jsonl'}]", "--set", f"io.output={tmp_path / 'run'}"]
+        retry = ["--set", f"io.input=[{tmp_path / 'run' / 'judged'}]", "--set", f"io.output={tmp_path / 'run'}"]
+        runs = [base + ["judge", "--judge-config", judges("a")], base + ["judge", "--judge-config", judges("b")],
+                retry + ["judge", "--judge-config", judges("a"), "--retry-failed", "--output", str(tmp_path / "run" / "retried")]]
+        proc = subprocess.run([sys.executable, "-c", JUDGE_CLIENT, json.dumps(runs)], capture_output=True, text=True,
+                              env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    first, changed, retried = json.loads(proc.stdout.split("RESULTS ", 1)[1])
+    assert first == retried == len(rows)
+    assert changed.startswith("refused: ") and 'judge.judges.0.model ("a" -> "b") changed' in changed
+    judged = {r["text"]: r for r in spark.read.parquet(str(tmp_path / "run" / "judged")).collect()}
+    assert judged["DECIMAL page"]["judge_j"] == 3.5 and judged["page 3 at level 3"]["judge_j"] == 3.0
+    assert judged["DECIMAL page"]["judge_j_prompt"].startswith("ml-filter/fr ")
+    assert judged["page 3 at level 3"]["judge_j_model"] == f"a @ {server.url}"

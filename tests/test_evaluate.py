@@ -89,25 +89,65 @@ def test_rank_judges_per_language():
     assert "judge_llama" in text and "Spearman per language" in text and "mean" in text
 
 
-def test_abstaining_judge_is_ranked_on_the_common_documents():
-    """A judge that abstains on its worst documents must not outrank one that answered everything."""
-    rng = np.random.default_rng(3)
-    n = 300
+def _abstention_frame(n=400, seed=3) -> tuple[pd.DataFrame, np.ndarray]:
+    """Three judges that answer everything (good > fair > worst) and ``worst_picky``: worst, silent on its worst half."""
+    rng = np.random.default_rng(seed)
     truth = rng.integers(0, 6, n).astype(float)
-    steady = truth + rng.normal(0, 0.8, n)
-    cherry = truth + rng.normal(0, 0.8, n)
-    cherry[np.argsort(-np.abs(cherry - truth))[:52]] += rng.normal(0, 6, 52)  # 52 wild answers...
-    picky = cherry.copy()
-    picky[np.argsort(-np.abs(cherry - truth))[:52]] = np.nan  # ...that the picky judge leaves out instead
-    frame = pd.DataFrame({"human": truth, "judge_steady": steady, "judge_picky": pd.array(picky)})
-    own = ev.regression_metrics(picky, truth)["spearman"]
-    assert own > ev.regression_metrics(steady, truth)["spearman"]  # the old, per-judge ranking put picky first
-    ranking = ev.rank_judges(frame, "human", ["judge_picky", "judge_steady"], resamples=100)
-    rows = {r["judge"]: r for r in ranking["overall"]["judges"]}
-    assert ranking["overall"]["common_documents"] == n - 52 and rows["judge_steady"]["documents"] == n - 52
-    assert rows["judge_picky"]["coverage"] == round((n - 52) / n, 4) and rows["judge_steady"]["coverage"] == 1.0
-    assert rows["judge_picky"]["spearman_own"] == pytest.approx(own)
-    assert "coverage" in ev.format_ranking(ranking)
+    worst = truth + rng.normal(0, 1.8, n)
+    picky = worst.copy()
+    picky[np.argsort(-np.abs(worst - truth))[: n // 2]] = np.nan
+    frame = pd.DataFrame({"human": truth, "judge_good": truth + rng.normal(0, 0.8, n), "judge_fair": truth + rng.normal(0, 1.1, n),
+                          "judge_worst": worst, "judge_picky": pd.array(picky)})
+    return frame, truth
+
+
+def test_abstaining_judge_is_flagged_and_the_others_ranked_on_their_common_documents():
+    """The audit's case: the worst judge, abstaining on its worst half, must not rank first (nor rank at all)."""
+    frame, truth = _abstention_frame()
+    judges = ["judge_picky", "judge_worst", "judge_fair", "judge_good"]
+    own = {j: ev.regression_metrics(ev.as_numbers(frame[j], j), truth)["spearman"] for j in judges}
+    assert own["judge_picky"] > own["judge_good"] > own["judge_fair"] > own["judge_worst"]  # naive ranking: picky first
+    ranking = ev.rank_judges(frame, "human", judges, resamples=100)
+    block = ranking["overall"]
+    assert [r["judge"] for r in block["judges"]] == ["judge_good", "judge_fair", "judge_worst"]
+    assert [r["rank"] for r in block["judges"]] == [1, 2, 3]
+    assert block["common_documents"] == len(frame)  # the flagged judge's gaps take nothing away
+    for r in block["judges"]:
+        assert r["spearman"] == pytest.approx(own[r["judge"]]) and r["coverage"] == 1.0 and r["spearman_ci"]
+    [picky] = block["flagged"]
+    assert picky["judge"] == "judge_picky" and picky["coverage"] == 0.5 and "min_coverage 0.9" in picky["flag"]
+    assert picky["spearman_own"] == pytest.approx(own["judge_picky"]) and "rank" not in picky
+    text = ev.format_ranking(ranking)
+    assert "flagged" in text and "coverage 0.5 < min_coverage 0.9" in text and "ranked: coverage >= 0.9" in text
+    # a stated lower minimum ranks it, everyone on the half all four answered (where picky and worst agree)
+    loose = ev.rank_judges(frame, "human", judges, resamples=0, min_coverage=0.5)["overall"]
+    assert loose["common_documents"] == len(frame) // 2 and not loose["flagged"]
+    rows = {r["judge"]: r for r in loose["judges"]}
+    assert rows["judge_picky"]["spearman"] == rows["judge_worst"]["spearman"] and rows["judge_good"]["documents"] == 200
+    with pytest.raises(ev.InputError, match="min-coverage"):
+        ev.rank_judges(frame, "human", judges, min_coverage=1.5)
+
+
+def test_a_judge_silent_in_one_language_never_blanks_the_others():
+    frame = _frame()
+    langs = frame["metadata"].map(lambda m: m["language"])
+    frame["judge_gemma"] = frame["judge_gemma"].where(langs != "fra")  # no answer at all in French
+    full = ev.rank_judges(_frame(), "human", ["judge_noise", "judge_llama"], language="metadata.language", resamples=0)
+    ranking = ev.rank_judges(frame, "human", ["judge_noise", "judge_gemma", "judge_llama"], language="metadata.language",
+                             resamples=0, min_coverage=0.6)  # 2/3 overall would pass: the French gap flags it
+    fra = ranking["per_language"]["fra"]
+    assert [r["judge"] for r in fra["judges"]] == ["judge_llama", "judge_noise"] and fra["common_documents"] == 80
+    assert fra["flagged"][0]["judge"] == "judge_gemma" and fra["flagged"][0]["coverage"] == 0.0
+    for lang in ("deu", "spa"):  # ranked where it answered
+        assert [r["judge"] for r in ranking["per_language"][lang]["judges"]] == ["judge_llama", "judge_gemma", "judge_noise"]
+    overall = ranking["overall"]  # flagged overall (not in every language), the others on all 240 documents
+    assert overall["common_documents"] == 240 and [r["judge"] for r in overall["judges"]] == ["judge_llama", "judge_noise"]
+    assert "in language 'fra'" in overall["flagged"][0]["flag"]
+    for r, f in zip(overall["judges"], full["overall"]["judges"]):
+        assert r["spearman"] == f["spearman"]  # exactly the results without the silent judge
+    table = ev.format_ranking(ranking).split("Spearman per language")[1]
+    fra_row = next(line for line in table.splitlines() if line.startswith("fra"))
+    assert fra_row.split()[1] != "-" and "-" in fra_row.split()  # llama's value shown, gemma's cell flagged
 
 
 def test_bootstrap_intervals_are_seeded_and_cover_the_estimate():
@@ -156,6 +196,9 @@ def test_cli_evaluate_and_rank_judges(tmp_path, capsys):
     assert set(report["per_language"]) == {"deu", "fra", "spa"}
     assert main(["rank-judges", "--input", str(path), "--label", "human", "--output", str(tmp_path / "rank.json")]) == 0
     ranking = json.loads((tmp_path / "rank.json").read_text())
+    assert ranking["min_coverage"] == 0.9
+    assert main(["rank-judges", "--input", str(path), "--label", "human", "--min-coverage", "2"]) == 2
+    assert "--min-coverage must be in [0, 1], got 2.0" in capsys.readouterr().err
     assert ranking["overall"]["judges"][0]["judge"] == "judge_llama" and len(ranking["overall"]["judges"]) == 3
     assert ranking["overall"]["judges"][0]["spearman_ci"] is not None
     assert main(["evaluate", "--input", str(path), "--label", "missing"]) == 2

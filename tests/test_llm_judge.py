@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
 
 from spark_jql.config import JudgeConfig
-from spark_jql.devtools.fake_judge import FakeJudgeServer
+from spark_jql.devtools.fake_judge import FakeJudgeServer, document_of
 from spark_jql.errors import InputError
 from spark_jql.method.judge import (
     PREFLIGHT_TEXT,
@@ -81,9 +82,9 @@ def test_default_prompt_and_custom_prompt(tmp_path):
                     "prompt_files": {"fra": str(tmp_path / "de.txt")}}],
         "prompt_files": {"deu": str(tmp_path / "de.txt")}})
     a, b = prompt_set(cfg, cfg.judges[0]), prompt_set(cfg, cfg.judges[1])
-    assert a.for_language("deu").template == "Bewerte {text}" and a.for_language("eng").name == "fineweb-edu-additive"
+    assert a.for_language("deu").template == "Bewerte {text}" and a.for_language("eng").name == "fineweb-edu"
     assert b.for_language("deu").name == "p.txt" and b.for_language("fra").name == "de.txt"
-    assert a.default.label.startswith("fineweb-edu-additive sha256:") and len(a.default.label.split(":")[1]) == 12
+    assert a.default.label.startswith("fineweb-edu sha256:") and len(a.default.label.split(":")[1]) == 12
     bad = cfg.model_copy(update={"prompt_files": {"deu": str(tmp_path / "missing.txt")}})
     with pytest.raises(InputError, match=r"prompt_files.deu: prompt file not found"):
         check_judges(bad)
@@ -96,7 +97,7 @@ def test_judge_texts_scores_retries_and_failures():
         results = judge_texts(texts, config(server.url).judges[0], config(server.url))
     by_text = dict(zip(map(str, texts), results))
     assert [r.score for r in results] == [3, 4, None, None, None, None, None, 0]
-    assert results[0].prompt.startswith("fineweb-edu-additive sha256:")
+    assert results[0].prompt.startswith("fineweb-edu sha256:")
     assert by_text["a page at level 3"].raw.endswith("Educational score: 3") and by_text["a page at level 3"].error is None
     assert by_text["FLAKY page at level 4"].attempts == 2 and by_text["FLAKY page at level 4"].error is None
     assert by_text["BROKEN page"].attempts == 3 and by_text["BROKEN page"].error.startswith("http 503")
@@ -181,6 +182,58 @@ def test_timeouts_unreachable_server_and_api_key(monkeypatch):
         judge_texts(["x"], cfg.judges[0].model_copy(update={"api_key_env": "FAKE_JUDGE_KEY"}), cfg)
 
 
+def test_timed_out_requests_are_cancelled_not_left_running():
+    """A request past timeout_seconds has its connection closed: the server aborts it, in flight never exceeds the slots."""
+    texts = [f"SLOW page {i} at level 2" for i in range(8)]
+    with FakeJudgeServer() as server:
+        cfg = config(server.url, timeout_seconds=0.2, max_retries=1, backoff_seconds=0.1, concurrency=2)
+        results = judge_texts(texts, cfg.judges[0], cfg)
+        deadline = time.monotonic() + 3
+        while server.cancelled < 16 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(r.score is None and "timed out" in r.error for r in results)
+        assert server.total == 16 and server.cancelled == 16  # every attempt aborted by the server, none finished
+        # the audit saw 15 in flight against 8 slots (each abandoned request ran its full second); now at most one
+        # request being torn down overlaps the next one (the server notices a closed connection within milliseconds)
+        assert server.max_in_flight <= 2 + 1 and server.in_flight == 0
+
+
+def test_several_endpoints_are_balanced_with_failures_counted_per_endpoint():
+    texts = [f"doc {i} at level {i % 6}" for i in range(40)]
+    with FakeJudgeServer(latency=0.02) as a, FakeJudgeServer(latency=0.02) as b, FakeJudgeServer(refuse=True) as down:
+        cfg = config(a.url, concurrency=4, max_retries=2, backoff_seconds=0.0,
+                     judges=[{"name": "r", "base_urls": [a.url, b.url, down.url], "model": "m"}])
+        from spark_jql.method.judge import ChatClient
+        client = ChatClient(cfg.judges[0], cfg)
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda t: client.judge(t, prompt_set(cfg, cfg.judges[0]).default), texts))
+        assert [r.score for r in results] == [i % 6 for i in range(40)]  # a failed attempt is retried on another replica
+        assert {r.endpoint for r in results} == {a.url, b.url} and min(a.total, b.total) >= 10
+        stats = client.endpoints.summary()
+        assert stats[down.url]["failures"] == stats[down.url]["attempts"] == down.total >= 1
+        assert down.total <= 6  # passed over after 3 failures in a row (a few more while in flight)
+        assert stats[a.url]["failures"] == stats[b.url]["failures"] == 0
+        with pytest.raises(JudgeFailureError, match=rf"judges.0.base_urls\[2\]={down.url}"):
+            preflight(cfg)
+    with pytest.raises(Exception, match="base_url .*or base_urls"):
+        JudgeConfig.model_validate({"judges": [{"name": "x", "model": "m"}]})
+
+
+def test_generation_settings_and_system_prompt_per_judge():
+    with FakeJudgeServer() as server:
+        cfg = config(server.url, temperature=0.0, max_tokens=512, judges=[
+            {"name": "a", "base_url": server.url, "model": "a", "temperature": 0.7, "max_tokens": 64,
+             "system_prompt": "You are a strict teacher."},
+            {"name": "b", "base_url": server.url, "model": "b"}])
+        with JudgePanel(cfg) as panel:
+            results = panel.judge({"a": ["page at level 4"], "b": ["page at level 4"]})
+    assert results["a"][0].score == results["b"][0].score == 4
+    bodies = {b["model"]: b for b in server.bodies}
+    assert bodies["a"]["temperature"] == 0.7 and bodies["a"]["max_tokens"] == 64
+    assert bodies["a"]["messages"][0] == {"role": "system", "content": "You are a strict teacher."}
+    assert bodies["b"]["temperature"] == 0.0 and bodies["b"]["max_tokens"] == 512 and len(bodies["b"]["messages"]) == 1
+
+
 def test_judge_config_validation():
     with pytest.raises(Exception, match="unique"):
         JudgeConfig.model_validate({"judges": [{"name": "a", "base_url": "http://h:1/v1", "model": "m"}] * 2})
@@ -227,7 +280,7 @@ def test_spark_judge_stage_units_resume_retry_failed_and_stops(spark, tmp_path, 
             r = out_rows[str(i)]
             assert r["judge_alpha"] == i % 6 and r["judge_beta"] == i % 6 and r["judge_alpha_error"] is None
             assert r["judge_alpha_raw"].endswith(f"Educational score: {i % 6}")
-            assert r["judge_alpha_model"] == f"a @ {server.url}" and r["judge_beta_prompt"].startswith("fineweb-edu-additive sha256:")
+            assert r["judge_alpha_model"] == f"a @ {server.url}" and r["judge_beta_prompt"].startswith("fineweb-edu sha256:")
         assert out_rows["broken"]["judge_alpha_error"].startswith("http 503")
         assert out_rows["empty"]["judge_alpha_error"] == "no_text" and out_rows["null"]["judge_beta_error"] == "no_text"
         # feed the judged output back: only failed rows are asked again (FLAKY now answers)
@@ -263,3 +316,27 @@ def test_judge_api_rejects_bad_input(spark):
         judge(df, cfg, text_column="n")
     with pytest.raises(InputError, match="judge_fake"):
         judge(df, cfg, text_column="id")
+
+
+@pytest.mark.spark
+def test_ml_filter_preset_on_spark_keeps_decimals_and_asks_per_language(spark):
+    from spark_jql.spark.judge import judge
+
+    rows = [("1", "deu", "DECIMAL page"), ("2", "fra", "page\nat level 4"), ("3", "xyz", "page at level 1")]
+    df = spark.createDataFrame(rows, "id string, lang string, text string")
+    with FakeJudgeServer() as server:
+        cfg = config(server.url, preset="ml-filter", truncation="chars", language_column="lang")
+        out = {r["id"]: r for r in judge(df, cfg).collect()}
+    assert dict(judge(df, cfg).dtypes)["judge_fake"] == "double"
+    assert out["1"]["judge_fake"] == 3.5 and out["2"]["judge_fake"] == 4.0 and out["3"]["judge_fake"] == 1.0
+    assert [out[i]["judge_fake_prompt"].split()[0] for i in "123"] == ["ml-filter/de", "ml-filter/fr", "ml-filter"]
+    sent = {document_of(b["messages"][0]["content"]): b["messages"][0]["content"] for b in server.bodies}
+    assert "page at level 4" in sent and "web page in French" in sent["page at level 4"]  # newline stripped
+
+
+def test_judge_bench_spreads_requests_over_replicas():
+    from spark_jql.devtools.judge_bench import measure
+
+    row = measure(endpoints=2, docs_per_endpoint=8, slots=2, latency=0.02)
+    assert row["scored"] == row["docs"] == 16 and sum(row["per_endpoint"]) == 16
+    assert min(row["per_endpoint"]) >= 3, row  # both replicas used (fewest in flight first; exact split depends on load)

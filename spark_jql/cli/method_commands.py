@@ -85,6 +85,10 @@ def _evaluation_arguments(columns_flag: str):
                        help="bootstrap resamples for the confidence intervals (0: none; default 1000)")
         v.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
         v.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+        if columns_flag == "--judges":
+            v.add_argument("--min-coverage", type=float, metavar="SHARE",
+                           help="a judge that answered less than this share of the labelled documents (overall, or in "
+                                "any language) is flagged, not ranked (default 0.9)")
 
     return add
 
@@ -122,7 +126,8 @@ def _rank_judges(args: argparse.Namespace) -> None:
     judges = args.columns or [c for c in frame.columns if is_judge_score_column(c)]
     if not judges:
         raise InputError(f"no --judges given and no judge_<name> columns in {list(frame.columns)}")
-    report = ev.rank_judges(frame, args.label, judges, args.language_path, args.constant_language, *_bootstrap(args))
+    report = ev.rank_judges(frame, args.label, judges, args.language_path, args.constant_language, *_bootstrap(args),
+                            min_coverage=ev.DEFAULT_MIN_COVERAGE if args.min_coverage is None else args.min_coverage)
     print(ev.format_ranking(report))
     _write_report_json(args.output, ev.to_json(report))
 
@@ -134,6 +139,9 @@ def _judge_arguments(j: argparse.ArgumentParser) -> None:
     j.add_argument("--partitions", type=int, help="repartition each unit first (bounds concurrent tasks)")
     j.add_argument("--retry-failed", action="store_true",
                    help="the input is a judged output: re-ask only rows whose judge error is set; write to a new --output")
+    j.add_argument("--overwrite-labels", action="store_true",
+                   help="delete the labels in the output when they cannot be resumed (another judge configuration or other "
+                        "inputs); without it such a run is refused and nothing is deleted")
 
 
 def _judge(args: argparse.Namespace) -> dict:
@@ -142,7 +150,7 @@ def _judge(args: argparse.Namespace) -> dict:
 
     cfg = load_config(args.config, args.overrides)
     judge_cfg = load_config(args.judge_config, args.judge_overrides, model=JudgeConfig)
-    return write_judgements(cfg, judge_cfg, args.output, args.partitions, args.retry_failed)
+    return write_judgements(cfg, judge_cfg, args.output, args.partitions, args.retry_failed, args.overwrite_labels)
 
 
 COMMANDS = [
@@ -163,5 +171,6 @@ COMMANDS = [
     Command("rank-judges", "rank LLM judges by Spearman against human labels, per language (no Spark)", _rank_judges,
             _evaluation_arguments("--judges"),
             description="JQL step 2 selection: rank judge_<name> columns by Spearman with the human labels, all judges\n"
-                        "on the documents every judge answered (coverage shown), with bootstrap intervals."),
+                        "on the documents every ranked judge answered, with coverage and bootstrap intervals; a judge\n"
+                        "below --min-coverage (overall or in a language) is listed and flagged, never ranked."),
 ]

@@ -9,19 +9,26 @@ Markers in the document choose other behaviour, so one server serves every test:
     RATED      429 with Retry-After: 1 first        GIBBERISH  an answer without a score
     DECIMAL    "Educational score: 3.5"
 
-``refuse=True`` answers 503 to everything (a server that is up but failing). It counts
-requests per document, the peak number in flight, and keeps request bodies and headers.
+``refuse=True`` answers 503 to everything (a server that is up but failing). ``slots=N`` lets
+at most N requests generate at once, the rest queue (a replica's capacity, for the benchmark).
+Like vLLM, it aborts a request whose client has gone (timed out, connection closed) instead of
+finishing it: ``cancelled`` counts those. It counts requests per document, the peak number in
+flight, and keeps request bodies and headers.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_DOCUMENT = (re.compile(r"The extract:\n(.*)\n\nAfter examining", re.S), re.compile(r"<document>\n(.*)\n</document>", re.S))
+_DOCUMENT = (re.compile(r"The extract: (.*)\.\n\nAfter examining", re.S),  # fineweb-edu
+             re.compile(r"The extract: (.*)\.(?:\\n| \\\n)After examining", re.S),  # ml-filter (literal backslash-n)
+             re.compile(r"<document>\n(.*)\n</document>", re.S))
 
 
 def document_of(prompt: str) -> str:
@@ -35,13 +42,15 @@ def document_of(prompt: str) -> str:
 class FakeJudgeServer:
     """``with FakeJudgeServer(latency=0.05) as server: ... server.url`` (http://127.0.0.1:<port>/v1)."""
 
-    def __init__(self, latency: float = 0.0, refuse: bool = False):
+    def __init__(self, latency: float = 0.0, refuse: bool = False, slots: int | None = None):
         self.latency = latency
         self.refuse = refuse
+        self.slots = threading.BoundedSemaphore(slots) if slots else None
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
         self.total = 0
+        self.cancelled = 0
         self.requests: dict[str, int] = {}
         self.times: dict[str, list[float]] = {}
         self.bodies: list[dict] = []
@@ -56,7 +65,7 @@ class FakeJudgeServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                doc = document_of(body["messages"][0]["content"])
+                doc = document_of(body["messages"][-1]["content"])
                 with server.lock:
                     server.in_flight += 1
                     server.total += 1
@@ -67,16 +76,47 @@ class FakeJudgeServer:
                     server.bodies.append(body)
                     server.headers.append(dict(self.headers))
                 try:
-                    status, payload, extra = self._answer(doc, body, seen)
+                    if server.slots is not None:
+                        while not server.slots.acquire(timeout=0.02):  # queued: still notice a client that left
+                            if self._client_gone(0):
+                                return self._cancelled()
+                    try:
+                        if not self._wait(server.latency + (1.0 if "SLOW" in doc else 0.0)):
+                            return self._cancelled()
+                        status, payload, extra = self._answer(doc, body, seen)
+                    finally:
+                        if server.slots is not None:
+                            server.slots.release()
                 finally:  # counted out before the answer is sent: the client cannot start its next request earlier
                     with server.lock:
                         server.in_flight -= 1
                 self._send(status, payload, extra)
 
+            def _cancelled(self):
+                with server.lock:
+                    server.cancelled += 1
+                self.close_connection = True
+
+            def _client_gone(self, timeout: float) -> bool:
+                """The client closed its end (readable with nothing to read): the request is abandoned."""
+                readable, _, _ = select.select([self.connection], [], [], timeout)
+                if not readable:
+                    return False
+                try:
+                    return self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
+
+            def _wait(self, seconds: float) -> bool:
+                """Generate for ``seconds``; False as soon as the client has gone."""
+                end = time.monotonic() + seconds
+                while (left := end - time.monotonic()) > 0:
+                    if self._client_gone(min(left, 0.02)):
+                        return False
+                    time.sleep(min(max(end - time.monotonic(), 0), 0.005))
+                return True
+
             def _answer(self, doc, body, seen):
-                time.sleep(server.latency)
-                if "SLOW" in doc:
-                    time.sleep(1.0)
                 if self.path != "/v1/chat/completions":
                     return 404, {"error": "not found"}, {}
                 if server.refuse or "BROKEN" in doc or ("FLAKY" in doc and seen == 1):

@@ -15,8 +15,10 @@ column, never parsed character by character or coerced to NaN.
 
 Confidence intervals: percentile bootstrap over documents (``resamples`` draws with
 replacement, seeded, so a report is reproducible). Judges are ranked on the
-documents *every* judge answered (and that have a label), with each judge's
-coverage shown: a judge cannot climb the ranking by abstaining on hard documents.
+documents every *ranked* judge answered (and that have a label), with each judge's
+coverage shown; a judge below the stated minimum coverage is flagged, not ranked,
+so it can neither climb the ranking by abstaining on hard documents nor, through its
+gaps, take documents (or a whole language) away from the others.
 """
 
 from __future__ import annotations
@@ -271,6 +273,36 @@ def evaluate(
     }
 
 
+DEFAULT_MIN_COVERAGE = 0.9
+
+
+def _coverage(answered: int, labelled: int) -> float | None:
+    return round(answered / labelled, 4) if labelled else None
+
+
+def _rank_block(truth, preds, mask, eligible, why_not, resamples, seed, level) -> dict:
+    """One ranking (overall or one language): eligible judges on their common documents, the rest listed and flagged."""
+    labelled = np.isfinite(truth) & mask
+    n_labelled = int(labelled.sum())
+    ranked_names = [j for j in preds if eligible[j]]
+    common = labelled.copy() if ranked_names else np.zeros_like(labelled)
+    for j in ranked_names:
+        common &= np.isfinite(preds[j])
+    rows, flagged = [], []
+    for j, v in preds.items():
+        answered = int((labelled & np.isfinite(v)).sum())
+        row = {"judge": j, "answered": answered, "coverage": _coverage(answered, n_labelled),
+               "spearman_own": regression_metrics(v[labelled], truth[labelled])["spearman"]}
+        if eligible[j]:
+            rows.append({"judge": j, **regression_metrics(v[common], truth[common], resamples, seed, level), **row})
+        else:
+            flagged.append({**row, "flag": why_not[j]})
+    rows.sort(key=lambda r: (r["spearman"] is None, -(r["spearman"] or 0.0), r["judge"]))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i if r["spearman"] is not None else None
+    return {"labelled_documents": n_labelled, "common_documents": int(common.sum()), "judges": rows, "flagged": flagged}
+
+
 def rank_judges(
     frame: pd.DataFrame,
     label: str,
@@ -280,42 +312,56 @@ def rank_judges(
     resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> dict:
     """Judges ordered by Spearman against the human label, best first, overall and per language.
 
-    Every judge is measured on the same documents: those with a label that *all* judges
-    answered. Each row also carries ``answered`` (labelled documents this judge scored),
-    ``coverage`` (answered / labelled) and ``spearman_own`` (on everything it answered),
-    so an abstaining judge shows up as low coverage instead of a high rank.
+    A judge is *ranked* in a block (overall, or one language) when it answered at least
+    ``min_coverage`` of that block's labelled documents; overall it must also reach it in every
+    language. Ranked judges are measured on the same documents: those with a label that every
+    *ranked* judge of the block answered. A judge below the minimum is listed under ``flagged``
+    with its coverage and ``spearman_own`` (on what it answered), never ranked, and its gaps never
+    shrink the others' common documents: a judge with no answer in one language is flagged in that
+    language (and overall) while the others keep their full results. Every row carries
+    ``answered``, ``coverage`` (answered / labelled) and ``spearman_own``.
     """
     judges = list(judges)
     if not judges:
         raise InputError("rank-judges needs at least one judge column")
+    if not 0 <= min_coverage <= 1:
+        raise InputError(f"--min-coverage must be in [0, 1], got {min_coverage}")
     truth, preds = _columns(frame, label, judges)
     labelled = np.isfinite(truth)
-    common = labelled & np.logical_and.reduce([np.isfinite(v) for v in preds.values()])
+    masks = _language_masks(frame, language, constant_language)
 
-    def order(mask) -> dict:
-        rows = []
+    def check(mask) -> tuple[dict, dict]:
+        n = int((mask & labelled).sum())
+        eligible, why = {}, {}
         for j, v in preds.items():
-            answered = int((mask & labelled & np.isfinite(v)).sum())
-            n_labelled = int((mask & labelled).sum())
-            rows.append({
-                "judge": j,
-                **regression_metrics(v[mask & common], truth[mask & common], resamples, seed, level),
-                "answered": answered,
-                "coverage": round(answered / n_labelled, 4) if n_labelled else None,
-                "spearman_own": regression_metrics(v[mask], truth[mask])["spearman"],
-            })
-        ranked = sorted(rows, key=lambda r: (r["spearman"] is None, -(r["spearman"] or 0.0), r["judge"]))
-        return {"labelled_documents": int((mask & labelled).sum()), "common_documents": int((mask & common).sum()), "judges": ranked}
+            cov = _coverage(int((mask & labelled & np.isfinite(v)).sum()), n)
+            eligible[j] = cov is not None and cov >= min_coverage
+            why[j] = f"coverage {cov} < min_coverage {min_coverage}" if not eligible[j] else None
+        return eligible, why
 
-    overall = order(np.ones(len(frame), dtype=bool))
-    per_language = {lang: order(mask) for lang, mask in _language_masks(frame, language, constant_language).items()}
+    per_language = {}
+    overall_ok, overall_why = check(np.ones(len(frame), dtype=bool))
+    for lang, mask in masks.items():
+        eligible, why = check(mask)
+        per_language[lang] = _rank_block(truth, preds, mask, eligible, why, resamples, seed, level)
+        if not per_language[lang]["labelled_documents"]:
+            continue  # no human label in this language: nothing to hold against any judge
+        for j in preds:
+            if overall_ok[j] and not eligible[j]:
+                overall_ok[j] = False
+                overall_why[j] = f"{why[j]} in language {lang!r}"
+    overall = _rank_block(truth, preds, np.ones(len(frame), dtype=bool), overall_ok, overall_why,
+                          resamples, seed, level)
     return {
         "label": label,
         "label_rule": LABEL_RULE,
-        "compared_on": "documents with a label that every judge answered",
+        "compared_on": "documents with a label that every ranked judge answered",
+        "min_coverage": min_coverage,
+        "ranked_if": f"coverage >= {min_coverage} (overall: in every language as well); others are flagged, not ranked",
         "bootstrap": {"resamples": resamples, "seed": seed, "level": level},
         "overall": overall,
         "per_language": per_language,
@@ -372,17 +418,26 @@ def format_report(report: dict) -> str:
 def format_ranking(ranking: dict) -> str:
     rows = [["language", "rank", "judge", "docs", "answered", "coverage", "spearman", "pearson", "mse", "spearman_own"]]
     blocks = [("all", ranking["overall"])] + list(ranking["per_language"].items())
+    flags = []
     for lang, block in blocks:
-        for i, m in enumerate(block["judges"], 1):
-            rows.append([lang, str(i), m["judge"], _fmt(m["documents"]), _fmt(m["answered"]), _fmt(m["coverage"]),
+        for m in block["judges"]:
+            rows.append([lang, _fmt(m["rank"]), m["judge"], _fmt(m["documents"]), _fmt(m["answered"]), _fmt(m["coverage"]),
                          _fmt_ci(m, "spearman"), _fmt_ci(m, "pearson"), _fmt_ci(m, "mse"), _fmt(m["spearman_own"])])
+        for m in block["flagged"]:
+            rows.append([lang, "flagged", m["judge"], "-", _fmt(m["answered"]), _fmt(m["coverage"]), "-", "-", "-",
+                         _fmt(m["spearman_own"])])
+            flags.append(f"  {lang}: {m['judge']}: {m['flag']}")
     text = (f"label: {ranking['label']} ({ranking['label_rule']}){_intervals(ranking)}\n"
+            f"ranked: {ranking['ranked_if']}\n"
             f"compared on {ranking['compared_on']}: {ranking['overall']['common_documents']} of "
             f"{ranking['overall']['labelled_documents']} labelled documents\n" + _table(rows))
+    if flags:
+        text += "\n\nflagged, not ranked (spearman_own is on the documents they answered, not comparable):\n" + "\n".join(flags)
     if ranking["per_language"]:
-        judges = [r["judge"] for r in ranking["overall"]["judges"]]
+        judges = [r["judge"] for r in ranking["overall"]["judges"]] + [r["judge"] for r in ranking["overall"]["flagged"]]
         per = {lang: {r["judge"]: r for r in block["judges"]} for lang, block in ranking["per_language"].items()}
-        text += "\n\nSpearman per language (common documents)\n" + language_table(per, judges)
+        text += "\n\nSpearman per language (ranked judges on each language's common documents; - : flagged there)\n"
+        text += language_table(per, judges)
     return text
 
 

@@ -1,9 +1,10 @@
 """LLM annotation as a DataFrame transformation: one set of result columns per judge.
 
-Each judge adds ``judge_<name>`` (int 0-5, null when there is no score),
+Each judge adds ``judge_<name>`` (int 0-5, a double when the parser keeps decimals; null when there is no score),
 ``judge_<name>_raw`` (the answer), ``judge_<name>_error`` (null, or why there is no
 score), ``judge_<name>_attempts``, and provenance: ``judge_<name>_model``
-(``model @ base_url``) and ``judge_<name>_prompt`` (prompt name and sha256). Failures
+(``model @ the endpoint that answered``) and ``judge_<name>_prompt`` (prompt name and sha256); the run's
+summary names the preset and its source. Failures
 are rows, not task failures, so one bad document or a server hiccup never fails the
 job; a judge that fails on more than ``max_failure_rate`` of its requests does.
 
@@ -18,7 +19,11 @@ the input has no columns for are asked for every row.
 
 The ``judge`` stage (``write_judgements``) works in committed units of about
 ``rows_per_unit`` rows (file groups split by a hash of the text): a rerun skips
-finished units, so an interrupted run loses at most the units in flight.
+finished units, so an interrupted run loses at most the units in flight. Labels are
+never deleted unless asked (``overwrite_labels``, ``--overwrite-labels``): a rerun with
+another judge configuration (model, prompt, parser, ...) or other inputs is refused
+naming what changed, whatever ``io.mode`` says; endpoint addresses, concurrency and
+retries are how a run goes, not what it writes, so changing them resumes.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
 from spark_jql.config import JudgeConfig
 from spark_jql.errors import InputError
+from spark_jql.judge_presets import PRESETS
 from spark_jql.layout import JUDGED, OutputLayout
 from spark_jql.method.judge import (
     NO_TEXT,
@@ -50,14 +56,21 @@ from spark_jql.spark.api import quoted, require_text_column
 from spark_jql.spark.stage import UnitStage
 from spark_jql.spark.udf import rebatch
 
-FIELDS = {"score": IntegerType(), "raw": StringType(), "error": StringType(), "attempts": IntegerType(), "prompt": StringType()}
+FIELDS = {"score": IntegerType(), "raw": StringType(), "error": StringType(), "attempts": IntegerType(), "prompt": StringType(),
+          "endpoint": StringType()}
+
+
+def fields(config: JudgeConfig) -> dict:
+    """The UDF's fields per judge: the score is a double when the parser keeps decimals (ml-filter), else an int."""
+    return {**FIELDS, "score": DoubleType() if config.parser().decimals == "keep" else IntegerType()}
 
 
 def make_panel_udf(config: JudgeConfig, prompts: dict[str, PromptSet], keys: dict[str, str | None],
                    batch_size: int | None = None):
     """A pandas UDF ``struct<lang, t0, t1, ...> -> struct<j0__score, ...>``: text ``t<i>`` for judge i (null: not asked)."""
     names = [j.name for j in config.judges]
-    schema = StructType([StructField(f"j{i}__{f}", t) for i in range(len(names)) for f, t in FIELDS.items()])
+    schema = StructType([StructField(f"j{i}__{f}", t) for i in range(len(names)) for f, t in fields(config).items()])
+    score_dtype = "Float64" if config.parser().decimals == "keep" else "Int32"
 
     @pandas_udf(schema)
     def judge_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -67,11 +80,12 @@ def make_panel_udf(config: JudgeConfig, prompts: dict[str, PromptSet], keys: dic
                 out = {}
                 for i, n in enumerate(names):
                     rs = results[n]
-                    out[f"j{i}__score"] = pd.array([r.score for r in rs], dtype="Int32")
+                    out[f"j{i}__score"] = pd.array([r.score for r in rs], dtype=score_dtype)
                     out[f"j{i}__raw"] = [r.raw for r in rs]
                     out[f"j{i}__error"] = [r.error for r in rs]
                     out[f"j{i}__attempts"] = pd.array([r.attempts for r in rs], dtype="Int32")
                     out[f"j{i}__prompt"] = [r.prompt for r in rs]
+                    out[f"j{i}__endpoint"] = [r.endpoint for r in rs]
                 yield pd.DataFrame(out)
 
     return judge_udf
@@ -126,8 +140,9 @@ def judge(
     wide = df.select("*", make_panel_udf(config, prompts, keys, arrow_batch_size)(F.struct(language, *asks)).alias(tmp))
 
     def new(i: int, e, field: str):
-        if field == "model":
-            return F.lit(f"{e.model} @ {e.base_url}")
+        if field == "model":  # the model and the replica that answered (no request: the model alone)
+            endpoint = F.col(tmp).getField(f"j{i}__endpoint")
+            return F.when(endpoint.isNull(), F.lit(e.model)).otherwise(F.concat(F.lit(f"{e.model} @ "), endpoint))
         return F.col(tmp).getField(f"j{i}__{field}")
 
     replaced, added = {}, []
@@ -135,7 +150,7 @@ def judge(
         for field, column in judge_columns(e.name).items():
             value = new(i, e, field)
             if e.name in redo:
-                old = quoted(column) if column in df.columns else F.lit(None).cast(FIELDS.get(field, StringType()))
+                old = quoted(column) if column in df.columns else F.lit(None).cast(fields(config).get(field, StringType()))
                 value = F.when(redo[e.name], value).otherwise(old)
                 if column in df.columns:
                     replaced[column] = value.alias(column)
@@ -162,7 +177,7 @@ def _too_many_failures(stats: dict[str, dict], config: JudgeConfig) -> str | Non
     for e in config.judges:
         s = stats[e.name]
         if s["asked"] >= config.min_requests and s["failed"] > config.max_failure_rate * s["asked"]:
-            return (f"judge {e.name!r} ({e.model} at {e.base_url}): {s['failed']} of {s['asked']} requests failed, more "
+            return (f"judge {e.name!r} ({e.model} at {e.where}): {s['failed']} of {s['asked']} requests failed, more "
                     f"than max_failure_rate={config.max_failure_rate}")
     return None
 
@@ -178,9 +193,10 @@ class JudgeStage(UnitStage):
 
     name = "judge"
 
-    def __init__(self, cfg, judge_cfg: JudgeConfig, output: str, checked, partitions: int | None, retry_failed: bool):
+    def __init__(self, cfg, judge_cfg: JudgeConfig, output: str, checked, partitions: int | None, retry_failed: bool,
+                 overwrite_labels: bool = False):
         self.cfg, self.judge_cfg, self.output, self.checked = cfg, judge_cfg, output, checked
-        self.partitions, self.retry_failed = partitions, retry_failed
+        self.partitions, self.retry_failed, self.overwrite_labels = partitions, retry_failed, overwrite_labels
         self.language = cfg.columns.language[0] if cfg.columns.language else None
         self.rows = 0
         self.bucket_count = 1
@@ -205,10 +221,13 @@ class JudgeStage(UnitStage):
 
         # every judge setting not marked runtime (model, prompts, temperature, max_tokens, max_chars,
         # score_pattern, decimal_scores, ...), the prompts' contents (their labels carry sha256), the text column
-        settings = {"judge": decisive(self.judge_cfg), "rows": self.rows, "retry_failed": self.retry_failed,
+        settings = {"judge": decisive(self.judge_cfg), "retry_failed": self.retry_failed,
                     "text": self.cfg.columns.text}
         prompts = {f"prompt/{e.name}/{lang or 'default'}": p.label for e in self.judge_cfg.judges
                    for lang, p in [(None, self.checked[0][e.name].default), *sorted(self.checked[0][e.name].by_language.items())]}
+        for e in self.judge_cfg.judges:  # the preset's per-language prompts come from one template: its digest
+            if self.checked[0][e.name].preset:
+                prompts[f"prompt/{e.name}/preset-languages"] = self.checked[0][e.name].for_language("de").label
         return Fingerprint(settings, prompts)
 
     def transform(self, rows, unit: int):
@@ -230,9 +249,17 @@ class JudgeStage(UnitStage):
     def translate(self, err: Exception):
         return _judge_failure(err)
 
+    def before_start_over(self, output: str, why: str) -> None:
+        """Labels cost server hours: never deleted (whatever io.mode says) unless ``--overwrite-labels`` asks."""
+        if not self.overwrite_labels:
+            raise InputError(
+                f"{output} holds judge labels this run cannot continue: {why}. Nothing was deleted: write the new labels "
+                "beside them with --output <another directory>, go back to the previous judge settings to resume, or "
+                "pass --overwrite-labels to delete them and start over")
+
 
 def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, partitions: int | None = None,
-                     retry_failed: bool = False) -> dict:
+                     retry_failed: bool = False, overwrite_labels: bool = False) -> dict:
     """The ``judge`` stage: read io.input, judge it unit by unit (resumable, units overlapping), check counts, summarise."""
     from spark_jql.spark.session import session_for
     from spark_jql.spark.stage import run_stage
@@ -241,7 +268,7 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
     flight = preflight(judge_cfg, *checked) if judge_cfg.preflight else {}  # every endpoint answers, in seconds
     spark = session_for(cfg)
     out = output or OutputLayout(cfg.io.output).path(JUDGED)
-    done = run_stage(spark, cfg, JudgeStage(cfg, judge_cfg, out, checked, partitions, retry_failed), out)
+    done = run_stage(spark, cfg, JudgeStage(cfg, judge_cfg, out, checked, partitions, retry_failed, overwrite_labels), out)
     written = done["frame"]
     summary = {**done["summary"], "retry_failed": retry_failed, "preflight": flight, "judges": {}}
     for e in judge_cfg.judges:
@@ -253,6 +280,9 @@ def write_judgements(cfg, judge_cfg: JudgeConfig, output: str | None = None, par
             scores[str(r["score"])] = scores.get(str(r["score"]), 0) + r["count"]
             if r["error"] is not None:
                 errors[r["error"]] = errors.get(r["error"], 0) + r["count"]
-        summary["judges"][e.name] = {"model": e.model, "endpoint": e.base_url, "prompt": checked[0][e.name].default.label,
+        summary["judges"][e.name] = {"model": e.model, "endpoints": e.endpoints, "prompt": checked[0][e.name].default.label,
                                      "scores": dict(sorted(scores.items())), "errors": errors}
+    preset = PRESETS[judge_cfg.preset]
+    summary["preset"] = {"name": preset.name, "source": preset.source, "parser": vars(judge_cfg.parser()),
+                         "truncation": judge_cfg.truncation_rule}
     return summary

@@ -8,7 +8,8 @@ from logic), a :class:`UnitStage` declares
 * ``fingerprint()``: what decides its output (:mod:`spark_jql.fingerprint`: settings minus runtime ones,
   plus model and prompt files by content);
 * ``check(schema)``: its driver-side checks, before any task;
-* ``transform(rows, unit)``: its work on one unit's good rows.
+* ``transform(rows, unit)``: its work on one unit's good rows;
+* ``before_start_over(output, why)`` (optional): refuse to delete a previous output that cannot be resumed.
 
 :func:`run_stage` owns the rest, so a stage written on the skeleton gets it without writing it: reading
 files or tables in every format with the text column and the bad-file policy, work units and the resume
@@ -66,6 +67,10 @@ class UnitStage(ABC):
         """Checks of a written unit before it is committed; what they return goes into its marker."""
         return {}
 
+    def before_start_over(self, output: str, why: str) -> None:
+        """Called when ``output`` holds a previous run that cannot be resumed (``why``), before anything is deleted
+        or ``io.mode=error`` refuses: a stage whose outputs are expensive to remake raises here to refuse instead."""
+
     def translate(self, err: Exception) -> Exception | None:
         """A stage's own error out of Spark's exception chain (None: not one of its own)."""
         return None
@@ -112,7 +117,8 @@ def _run(spark, cfg, stage, output, source, schema, before_writing, start) -> di
     groups = len(group_files(source.files, cfg.io.unit_bytes, cfg.io.files_per_unit))
     buckets = stage.buckets(spark, source, schema, groups)
     plan = UnitPlan(spark, output, source.files, stage.fingerprint(), cfg.io.unit_bytes, cfg.io.files_per_unit, buckets)
-    plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode, incremental=cfg.io.incremental, before_writing=before_writing)
+    plan.prepare(resume=cfg.io.resume, mode=cfg.io.mode, incremental=cfg.io.incremental, before_writing=before_writing,
+                 before_start_over=lambda why: stage.before_start_over(output, why))
     runner = UnitRunner(spark, plan, source, schema, stage.transform, text_column=cfg.columns.text,
                         on_bad_file=cfg.io.on_bad_file, in_flight=cfg.io.units_in_flight,
                         check_text_column=stage.reads_text, after_unit=stage.after_unit, translate=stage.translate)

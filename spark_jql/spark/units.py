@@ -105,10 +105,12 @@ class UnitPlan:
             return None
         return found if isinstance(found, dict) and found.get("format") == MANIFEST_FORMAT else None
 
-    def prepare(self, resume: bool, mode: str, incremental: bool = False, before_writing=lambda: None) -> None:
+    def prepare(self, resume: bool, mode: str, incremental: bool = False, before_writing=lambda: None,
+                before_start_over=lambda why: None) -> None:
         """Keep a matching previous run's units (and add units for new files); otherwise start over or refuse.
 
-        ``before_writing`` runs once the decision is made, before anything is written or deleted."""
+        ``before_writing`` runs once the decision is made, before anything is written or deleted;
+        ``before_start_over(why)`` runs first when an existing output cannot be resumed (it may refuse by raising)."""
         previous = self.previous()
         if previous is None:
             why = "it holds no spark_jql manifest (another program's output, or an older version's)"
@@ -125,6 +127,7 @@ class UnitPlan:
                     write_text(self.spark, self.manifest_path, json.dumps(self.manifest(), indent=1))
                 return
         if exists(self.spark, self.root):
+            before_start_over(why)
             if mode == "error":
                 raise InputError(f"output {self.root} already exists and cannot be resumed: {why}; "
                                  "set io.mode=overwrite to start over")
