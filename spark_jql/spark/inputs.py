@@ -195,7 +195,9 @@ def first_bad_line(spark: SparkSession, path: str, data_schema: StructType, text
 def read_dataset(spark: SparkSession, table: str | None, path: str | None, fmt: str) -> DataFrame:
     """A catalog table, or a table format (delta, iceberg, ...) loaded from a path."""
     try:
-        return spark.table(table) if table else spark.read.format(fmt).load(path)
+        frame = spark.table(table) if table else spark.read.format(fmt).load(path)
+        frame.schema  # Spark Connect resolves lazily: analyse here, so a missing table fails inside this try
+        return frame
     except Exception as err:
         what = f"table {table!r}" if table else f"{fmt} input {path!r}"
         raise InputError(f"cannot read {what}: {first_line(err)}") from err

@@ -33,6 +33,7 @@ from spark_jql.fingerprint import Fingerprint
 from spark_jql.spark.estimate import estimated_rows
 from spark_jql.spark.inputs import Source, check_reserved, find_bad_files
 from spark_jql.spark.lease import OutputLease
+from spark_jql.spark.preflight import output_folder
 from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.runner import UnitRunner, cluster_slots, readable_files, session_settings, split_settings
 from spark_jql.spark.units import UnitPlan, group_files
@@ -98,6 +99,7 @@ def run_stage(spark: SparkSession, cfg: JobConfig, stage: UnitStage, output: str
     With ``lease`` the stage holds the output lease beside ``output`` (spark/lease.py) from its checks to its end:
     a second run on the same output is refused naming this one."""
     start = time.perf_counter()
+    output_folder(spark, output, "output")
     source = Source(spark, cfg.io, cfg.columns.text)
     schema = input_schema(spark, source, cfg.io, cfg.columns.text, stage.adds)
     stage.check(spark, schema, source)
