@@ -470,11 +470,14 @@ def _format_errors(err: ValidationError, source: str, overridden: tuple[str, ...
     """
     parts, origins = [], set()
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        key = ".".join(str(p) for p in e["loc"])
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
         shown = e["type"] not in ("extra_forbidden", "value_error") and not isinstance(e["input"], dict)
-        parts.append(f"{key}: {msg}" + (f" (got {e['input']!r})" if shown else ""))
-        origins.add("--set" if any(key == o or key.startswith(o + ".") for o in overridden) else source)
+        parts.append((f"{key}: " if key else "") + msg + (f" (got {e['input']!r})" if shown else ""))
+        given = any(key == o or key.startswith(o + ".") for o in overridden)  # the value itself came from --set
+        below = any(not key or o.startswith(key + ".") for o in overridden)  # a section check over --set values
+        origins.update(["--set"] if given else ["--set", source] if below and source != "defaults" else
+                       ["--set"] if below else [source])
     where = " and ".join(sorted(origins, key=lambda o: o == "--set")) or source
     return f"invalid configuration ({where}): " + "; ".join(parts)
 

@@ -18,7 +18,11 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 from spark_jql.cli import (
     devtools_commands,
@@ -28,9 +32,10 @@ from spark_jql.cli import (
 )
 from spark_jql.cli.registry import Command
 from spark_jql.config import ConfigError
-from spark_jql.errors import SparkJQLError, worker_error
+from spark_jql.errors import Interrupted, SparkJQLError, worker_error
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+SPARK_LOG_ENV = "SPARK_JQL_SPARK_LOG"  # spark/spark_log.py: where Spark's own log lines go (read when a session starts)
 
 
 def all_commands() -> list[Command]:
@@ -101,14 +106,40 @@ def run_job(argv: list[str]) -> dict | None:
         raise translated from None
 
 
+def _raise_on_sigterm():
+    """SIGTERM (a scheduler stopping the job) ends the run as Ctrl-C does; the previous handler (None off the main thread)."""
+    def interrupted(signum, frame):
+        raise Interrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, interrupted)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script: prints the summary as JSON; user errors are one line and exit code 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    quiet = sum(len(a) - 1 for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}) + argv.count("--verbose") < 2
+    before = os.environ.get(SPARK_LOG_ENV)
+    if quiet and before is None:  # Spark's own log lines to a file: the console keeps the one line that matters
+        os.environ[SPARK_LOG_ENV] = str(Path(tempfile.gettempdir()) / f"spark_jql-{os.getpid()}.log")
+    on_term = _raise_on_sigterm()
     try:
         result = run_job(argv)
     except (ConfigError, SparkJQLError) as err:
         print(f"spark-jql: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: one line, the shell's exit code for the signal
+        signum = getattr(err, "signum", signal.SIGINT)
+        progress = getattr(err, "progress", "")
+        print(f"spark-jql: interrupted ({signal.Signals(signum).name})" + (f"; {progress}" if progress else "")
+              + "; rerun the same command to resume", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+        if before is None:
+            os.environ.pop(SPARK_LOG_ENV, None)
     if isinstance(result, int):  # passthrough commands (bench) return their own exit code
         return result
     if result is not None:

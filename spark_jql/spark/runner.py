@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 from spark_jql.errors import AccountingError, InputError, SparkJQLError
 from spark_jql.spark.api import quoted
 from spark_jql.spark.inputs import BAD, FILE, Source, find_bad_files, first_bad_line, normalise
+from spark_jql.spark.session import is_connect
 from spark_jql.spark.units import UnitPlan
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,17 @@ class UnitOutcome:
     def marker(self) -> dict:
         return {"input_rows": self.input_rows, "skipped_files": self.skipped_files,
                 "skipped_records": self.skipped_records}
+
+
+def cancel_jobs(spark: SparkSession) -> None:
+    """Cancel every running Spark job of this session (classic or Connect); never raises."""
+    try:
+        if is_connect(spark):
+            spark.interruptAll()
+        else:
+            spark.sparkContext.cancelAllJobs()
+    except Exception as err:  # the JVM or server may already be going away
+        log.debug("cancelling the running jobs failed: %s", err)
 
 
 def readable_files(paths: list[str], bad: list[tuple[str, str]], on_bad_file: str) -> list[str]:
@@ -174,12 +186,20 @@ class UnitRunner:
         self.after_unit = after_unit or (lambda spark, path, unit: {})
         self.translate = translate or (lambda err: None)
         self.scored_rows = 0
+        self.committed: set[int] = set()  # units committed by this run
         self._lock = threading.Lock()
 
     def run(self, units: list[int]) -> None:
         """Run ``units`` with at most ``in_flight`` at once; the first failure stops new units and is raised."""
         if not units:
             return
+        try:
+            self._run(units)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the units' Spark jobs (committed units stay committed)
+            cancel_jobs(self.spark)
+            raise
+
+    def _run(self, units: list[int]) -> None:
         if self.in_flight == 1 or len(units) == 1:
             for unit in units:
                 self._unit(unit)
@@ -211,6 +231,8 @@ class UnitRunner:
             outcome.skipped_files = [{"file": p, "error": r} for p, r in bad]
         extra = self.after_unit(self.spark, self.plan.path(unit), unit)  # may refuse the unit: not committed
         self.plan.commit(unit, {**outcome.marker(), **extra})
+        with self._lock:
+            self.committed.add(unit)
 
     def _write(self, unit: int, files: list[str]) -> UnitOutcome:
         path = self.plan.path(unit)

@@ -14,6 +14,8 @@ import os
 import sys
 from urllib.parse import urlparse
 
+from spark_jql.spark import spark_log
+
 log = logging.getLogger(__name__)
 
 
@@ -72,10 +74,13 @@ def build_session(master: str | None = None, app_name: str = "spark_jql", conf: 
 
         settings["spark.worker.dir"] = tempfile.mkdtemp(prefix="spark_jql_worker_")
     settings.update(conf or {})
+    if remote is None:
+        settings = spark_log.launch_settings(settings)
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     if not is_connect(spark):
+        spark_log.apply(spark)
         spark.sparkContext.setLogLevel(os.environ.get("SPARK_JQL_SPARK_LOG_LEVEL", "WARN"))
     return spark
 

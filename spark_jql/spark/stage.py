@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from spark_jql.config import JobConfig
-from spark_jql.errors import AccountingError, InputError
+from spark_jql.errors import AccountingError, InputError, Interrupted
 from spark_jql.fingerprint import Fingerprint
 from spark_jql.spark.estimate import estimated_rows
 from spark_jql.spark.inputs import Source, check_reserved, find_bad_files
@@ -120,8 +120,15 @@ def _run(spark, cfg, stage, output, source, schema, before_writing, start) -> di
     work_start = time.perf_counter()
     todo = {p for u in pending for p in plan.files(u)}  # progress total: cheap estimate, no counting pass
     total = estimated_rows([f for f in source.files if f.path in todo], source.fmt) if source.is_files else None
-    with session_settings(spark, settings), ScoringProgress(spark, total=total, label=stage.name):
-        runner.run(pending)
+    try:
+        with session_settings(spark, settings), ScoringProgress(spark, total=total, label=stage.name):
+            runner.run(pending)
+    except KeyboardInterrupt as err:  # Ctrl-C / SIGTERM: say what is committed; the rerun resumes exactly there
+        left = [u for u in pending if u not in runner.committed]
+        done = len(plan.units) - len(left)
+        resume = f"; the rerun resumes from unit {left[0]}" if left else ""
+        raise Interrupted(getattr(err, "signum", 2), f"{stage.name}: {done} of {len(plan.units)} units of {output} "
+                                                     f"committed{resume}") from None
     work_seconds = time.perf_counter() - work_start
     markers = plan.markers()
     input_rows = sum(m["input_rows"] for m in markers)
