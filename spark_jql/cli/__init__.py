@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from spark_jql.cli import (
@@ -32,7 +31,8 @@ from spark_jql.cli import (
 )
 from spark_jql.cli.registry import Command
 from spark_jql.config import ConfigError
-from spark_jql.errors import Interrupted, SparkJQLError, worker_error
+from spark_jql.errors import SparkJQLError, worker_error
+from spark_jql.interrupts import as_interrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
 SPARK_LOG_ENV = "SPARK_JQL_SPARK_LOG"  # spark/spark_log.py: where Spark's own log lines go (read when a session starts)
@@ -81,9 +81,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+class _NotAnInterrupt(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # py4j logs an interrupted call with its traceback: the CLI's line says it
+        if not any(isinstance(f, _NotAnInterrupt) for f in handler.filters):
+            handler.addFilter(_NotAnInterrupt())
     # Scoring progress (docs done, docs/s, ETA every few seconds) shows at the default verbosity too.
     logging.getLogger("spark_jql.spark.progress").setLevel(min(level, logging.INFO))
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -106,16 +114,6 @@ def run_job(argv: list[str]) -> dict | None:
         raise translated from None
 
 
-def _raise_on_sigterm():
-    """SIGTERM (a scheduler stopping the job) ends the run as Ctrl-C does; the previous handler (None off the main thread)."""
-    def interrupted(signum, frame):
-        raise Interrupted(signum)
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, interrupted)
-
-
 def main(argv: list[str] | None = None) -> int:
     """The console script: prints the summary as JSON; user errors are one line and exit code 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -123,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     before = os.environ.get(SPARK_LOG_ENV)
     if quiet and before is None:  # Spark's own log lines to a file: the console keeps the one line that matters
         os.environ[SPARK_LOG_ENV] = str(Path(tempfile.gettempdir()) / f"spark_jql-{os.getpid()}.log")
-    on_term = _raise_on_sigterm()
     try:
-        result = run_job(argv)
+        with as_interrupted():
+            result = run_job(argv)
     except (ConfigError, SparkJQLError) as err:
         print(f"spark-jql: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -136,8 +134,6 @@ def main(argv: list[str] | None = None) -> int:
               + "; rerun the same command to resume", file=sys.stderr)
         return 128 + signum
     finally:
-        if on_term is not None:
-            signal.signal(signal.SIGTERM, on_term)
         if before is None:
             os.environ.pop(SPARK_LOG_ENV, None)
     if isinstance(result, int):  # passthrough commands (bench) return their own exit code

@@ -187,37 +187,54 @@ class UnitRunner:
         self.translate = translate or (lambda err: None)
         self.scored_rows = 0
         self.committed: set[int] = set()  # units committed by this run
+        self._stopping = threading.Event()  # set on Ctrl-C / SIGTERM: no unit starts any more
         self._lock = threading.Lock()
 
     def run(self, units: list[int]) -> None:
         """Run ``units`` with at most ``in_flight`` at once; the first failure stops new units and is raised."""
         if not units:
             return
-        try:
-            self._run(units)
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the units' Spark jobs (committed units stay committed)
-            cancel_jobs(self.spark)
-            raise
-
-    def _run(self, units: list[int]) -> None:
         if self.in_flight == 1 or len(units) == 1:
-            for unit in units:
-                self._unit(unit)
+            try:
+                for unit in units:
+                    self._unit(unit)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the unit's Spark job (committed units stay committed)
+                cancel_jobs(self.spark)
+                raise
             return
         with ThreadPoolExecutor(self.in_flight, thread_name_prefix="spark_jql-unit") as pool:
-            queue = list(units)
-            running = {pool.submit(self._unit, queue.pop(0)) for _ in range(min(self.in_flight, len(queue)))}
-            while running:
-                done, running = wait(running, return_when=FIRST_EXCEPTION)
-                failed = [f for f in done if f.exception() is not None]
-                if failed:
-                    wait(running)  # let the units in flight finish (and commit): less to redo on the rerun
-                    raise failed[0].exception()
-                while queue and len(running) < self.in_flight:
-                    running.add(pool.submit(self._unit, queue.pop(0)))
+            running: set = set()
+            try:
+                self._overlapped(pool, list(units), running)
+            except KeyboardInterrupt:  # before the pool waits for its threads: they end with their cancelled jobs
+                self._stop(running)
+                raise
+
+    def _overlapped(self, pool: ThreadPoolExecutor, queue: list[int], running: set) -> None:
+        """Keep ``in_flight`` units (``running``, updated in place) going until ``queue`` is empty; raise the first failure."""
+        running.update(pool.submit(self._unit, queue.pop(0)) for _ in range(min(self.in_flight, len(queue))))
+        while running:
+            done, _ = wait(running, timeout=0.5, return_when=FIRST_EXCEPTION)  # wakes up for Ctrl-C / SIGTERM
+            running.difference_update(done)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                wait(running)  # let the units in flight finish (and commit): less to redo on the rerun
+                raise failed[0].exception()
+            while queue and len(running) < self.in_flight:
+                running.add(pool.submit(self._unit, queue.pop(0)))
+
+    def _stop(self, running: set) -> None:
+        """Ctrl-C / SIGTERM: cancel the units' Spark jobs until their threads end (one may start a job after a cancel)."""
+        self._stopping.set()
+        while running:
+            cancel_jobs(self.spark)
+            _, left = wait(running, timeout=0.5)
+            running.intersection_update(left)
 
     # -- one unit -------------------------------------------------------------------------------------
     def _unit(self, unit: int) -> None:
+        if self._stopping.is_set():
+            return
         files = self.plan.files(unit)
         try:
             outcome = self._write(unit, files)
