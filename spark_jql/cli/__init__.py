@@ -82,8 +82,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 class _NotAnInterrupt(logging.Filter):
+    """Drops records of errors an interrupt caused (py4j logs its cut connections with their tracebacks)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+        err, seen = record.exc_info[1] if record.exc_info else None, set()
+        while err is not None and id(err) not in seen:
+            if isinstance(err, KeyboardInterrupt):
+                return False
+            seen.add(id(err))
+            err = err.__cause__ or err.__context__
+        return True
 
 
 def _setup_logging(verbose: int) -> None:
