@@ -36,8 +36,11 @@ OVERRIDES=(); prev=""
 for a in "$@"; do [[ $prev == --set || $prev == -s ]] && OVERRIDES+=("$a"); prev=$a; done
 CONF_LINES=$(cd "$HERE" && PYTHONPATH="$HERE" "$PYTHON" -c '
 import sys
-from spark_jql.config import load_config
-cfg = load_config(sys.argv[1], sys.argv[2:])
+from spark_jql.config import ConfigError, load_config
+try:
+    cfg = load_config(sys.argv[1], sys.argv[2:])
+except ConfigError as err:
+    sys.exit(f"submit.sh: error: {err}")
 for k, v in cfg.spark.conf.items():
     print("--conf"); print(f"{k}={v}")
 ' "$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")" "${OVERRIDES[@]}") || exit 2

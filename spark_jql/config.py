@@ -397,6 +397,35 @@ def output_overlaps_input(output: str, inputs: list[str], replaced: list[str] | 
     return None
 
 
+def table_key(name: str, catalog: str | None = None, database: str | None = None) -> tuple[str, ...]:
+    """A table name as Spark resolves it: backticks off, case folded, and (given the session's current catalog and
+    database) qualified to ``(catalog, database, table)``; without them, only the parts as written."""
+    parts = [p[1:-1] if p.startswith("`") else p for p in re.findall(r"`[^`]+`|[^.]+", name)]
+    if catalog is not None and database is not None:
+        parts = [catalog, database, *parts][-3:] if len(parts) == 1 else [catalog, *parts] if len(parts) == 2 else parts
+    return tuple(p.lower() for p in parts)
+
+
+def table_clash(input_table: str | None, outputs: dict[str, str | None], catalog: str | None = None,
+                database: str | None = None) -> str | None:
+    """Why these tables may not be used together (None if they may): an output that is the input table, or two
+    outputs that are one table. ``outputs``: setting -> table name; names compare as :func:`table_key` resolves them."""
+    named = [("io.input_table", input_table)] + list(outputs.items())
+    seen: dict[tuple[str, ...], tuple[str, str]] = {}
+    for setting, table in named:
+        if table is None:
+            continue
+        key = table_key(table, catalog, database)
+        if key in seen:
+            first, first_name = seen[key]
+            if first == "io.input_table":
+                return (f"{setting}={table!r} is the input table (io.input_table={first_name!r}): writing it would "
+                        "replace the documents being read; name another table")
+            return f"{setting}={table!r} and {first}={first_name!r} are the same table; name two tables"
+        seen[key] = (setting, table)
+    return None
+
+
 class JobConfig(_Strict):
     """A whole spark-jql run."""
 
@@ -406,6 +435,19 @@ class JobConfig(_Strict):
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
+
+    def output_tables(self) -> dict[str, str | None]:
+        """The catalog tables a run writes, by setting (dropped/ only when it is written)."""
+        tables = self.io.output_tables
+        return {"io.output_tables.scored": tables.scored, "io.output_tables.filtered": tables.filtered,
+                "io.output_tables.dropped": tables.dropped if self.filter.write_dropped else None}
+
+    @model_validator(mode="after")
+    def _tables_apart(self) -> "JobConfig":
+        clash = table_clash(self.io.input_table, self.output_tables())
+        if clash:
+            raise ValueError(clash)
+        return self
 
     @model_validator(mode="after")
     def _filter_quantile_computed(self) -> "JobConfig":
@@ -426,15 +468,35 @@ class JobConfig(_Strict):
         return self
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    """One line (the CLI prints errors as one line): ``invalid configuration (src): key: why (got x); key2: ...``."""
-    parts = []
+def _format_errors(err: ValidationError, source: str, overridden: tuple[str, ...] = ()) -> str:
+    """One line (the CLI prints errors as one line): ``invalid configuration (src): key: why (got x); key2: ...``.
+
+    ``src`` says where the faulty values came from: the file, ``--set`` (keys a ``--set`` override gave or
+    lies under), or both; a ``--set`` mistake is not blamed on the file.
+    """
+    parts, origins = [], set()
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        key = ".".join(str(p) for p in e["loc"])
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
         shown = e["type"] not in ("extra_forbidden", "value_error") and not isinstance(e["input"], dict)
-        parts.append(f"{key}: {msg}" + (f" (got {e['input']!r})" if shown else ""))
-    return f"invalid configuration ({source}): " + "; ".join(parts)
+        parts.append((f"{key}: " if key else "") + msg + (f" (got {e['input']!r})" if shown else ""))
+        given = any(key == o or key.startswith(o + ".") for o in overridden)  # the value itself came from --set
+        below = any(not key or o.startswith(key + ".") for o in overridden)  # a section check over --set values
+        origins.update(["--set"] if given else ["--set", source] if below and source != "defaults" else
+                       ["--set"] if below else [source])
+    where = " and ".join(sorted(origins, key=lambda o: o == "--set")) or source
+    return f"invalid configuration ({where}): " + "; ".join(parts)
+
+
+def _yaml_problem(err: Exception) -> str:
+    """``line L, column C: problem`` of a YAML parse error (the line counted from 1)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or getattr(err, "context", None) or type(err).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context, started = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and started is not None and started is not mark:
+        problem += f" ({context} that starts at line {started.line + 1})"
+    return f"{where}{problem}"
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
@@ -453,7 +515,37 @@ def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key.path=value")
     key, raw = item.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(err)}); "
+                          "quote it, e.g. --set 'key=\"text\"'") from None
+
+
+# Top-level keys of the cluster recipes in conf/ (Databricks cluster spec, EMR configurations and steps): a file
+# with them is handed to the cluster, not to spark-jql.
+CLUSTER_RECIPE_KEYS = {"cluster_name", "spark_version", "node_type_id", "num_workers", "spark_conf", "init_scripts",
+                       "Classification", "Properties", "Configurations", "ActionOnFailure", "HadoopJarStep", "Jar", "Args"}
+
+
+def _read_config_file(path: Path) -> dict:
+    """The YAML (or JSON) mapping in ``path``; one line naming the file and the line for anything else."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(err)}") from None
+    except (UnicodeDecodeError, OSError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    entries = loaded if isinstance(loaded, list) else [loaded]
+    if all(isinstance(e, dict) for e in entries) and any(CLUSTER_RECIPE_KEYS & set(e) for e in entries):
+        raise ConfigError(f"{path} is a cluster recipe (keys {sorted(CLUSTER_RECIPE_KEYS & set().union(*entries))[:4]}): "
+                          "it is handed to Databricks or EMR (to create the cluster or add a step), not to spark-jql; pass a spark-jql "
+                          "config such as conf/gpu-cluster.yaml, conf/emr.yaml or conf/databricks.yaml")
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return loaded
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, model: type[BaseModel] = JobConfig):
@@ -462,18 +554,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     source = "defaults"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        tree, source = loaded, str(path)
+        tree, source = _read_config_file(path), str(path)
+    overridden = []
     for item in overrides or []:
-        _set_path(tree, *parse_override(item))
+        key, value = parse_override(item)
+        _set_path(tree, key, value)
+        overridden.append(key)
     try:
         return model.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(_format_errors(err, source, tuple(overridden))) from None
 
 
 # --- JQL steps 2 and 3: LLM judges and head training ---------------------------------------------

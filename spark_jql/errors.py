@@ -33,6 +33,15 @@ class WorkerLoadError(SparkJQLError):
     """The scorer (or another per-worker model) could not be built on an executor."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped a run; ``progress`` says what is committed (a rerun resumes from there)."""
+
+    def __init__(self, signum: int = 2, progress: str = ""):
+        super().__init__(progress)
+        self.signum = signum
+        self.progress = progress
+
+
 def first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__

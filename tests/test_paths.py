@@ -99,3 +99,16 @@ def test_inputs_are_listed_once_with_size_and_time(spark, tmp_path, monkeypatch,
                                                  (str(found / "sub/empty.jsonl"), 0)]
     assert all(abs(f.mtime - os.stat(f.path).st_mtime) < 1.0 for f in files if f.size)
     assert list_files(spark, str(tmp_path / "nothing-*.json")) == []
+
+
+def test_partition_base_finds_data_partitions_but_not_the_unit_layout():
+    """``lang=srp/`` below the named folder is a partition column; spark_jql's own ``jql_unit=N/`` (an output
+    read back, as ``judge --retry-failed`` does) is not, and a single file named by itself never has one."""
+    data = ["/d/lang=srp/a.parquet", "/d/lang=deu/b.parquet"]
+    assert inputs.partition_base(["/d"], data) == "/d"
+    assert inputs.partition_base(["/d/*/*.parquet"], data) == "/d"
+    assert inputs.partition_base(["/d/lang=srp/a.parquet"], data[:1]) is None
+    units = ["/run/judged/jql_unit=00000/part-0.parquet", "/run/judged/jql_unit=00001/part-0.parquet"]
+    assert inputs.partition_base(["/run/judged"], units) is None
+    with pytest.raises(Exception, match="several folders"):
+        inputs.partition_base(["/d", "/e"], data + ["/e/lang=x/c.parquet"])

@@ -18,7 +18,10 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from spark_jql.cli import (
     devtools_commands,
@@ -29,8 +32,10 @@ from spark_jql.cli import (
 from spark_jql.cli.registry import Command
 from spark_jql.config import ConfigError
 from spark_jql.errors import SparkJQLError, worker_error
+from spark_jql.interrupts import as_interrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+SPARK_LOG_ENV = "SPARK_JQL_SPARK_LOG"  # spark/spark_log.py: where Spark's own log lines go (read when a session starts)
 
 
 def all_commands() -> list[Command]:
@@ -76,9 +81,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+class _NotAnInterrupt(logging.Filter):
+    """Drops records of errors an interrupt caused (py4j logs its cut connections with their tracebacks)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err, seen = record.exc_info[1] if record.exc_info else None, set()
+        while err is not None and id(err) not in seen:
+            if isinstance(err, KeyboardInterrupt):
+                return False
+            seen.add(id(err))
+            err = err.__cause__ or err.__context__
+        return True
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # py4j logs an interrupted call with its traceback: the CLI's line says it
+        if not any(isinstance(f, _NotAnInterrupt) for f in handler.filters):
+            handler.addFilter(_NotAnInterrupt())
     # Scoring progress (docs done, docs/s, ETA every few seconds) shows at the default verbosity too.
     logging.getLogger("spark_jql.spark.progress").setLevel(min(level, logging.INFO))
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -104,11 +125,25 @@ def run_job(argv: list[str]) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     """The console script: prints the summary as JSON; user errors are one line and exit code 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    quiet = sum(len(a) - 1 for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}) + argv.count("--verbose") < 2
+    before = os.environ.get(SPARK_LOG_ENV)
+    if quiet and before is None:  # Spark's own log lines to a file: the console keeps the one line that matters
+        os.environ[SPARK_LOG_ENV] = str(Path(tempfile.gettempdir()) / f"spark_jql-{os.getpid()}.log")
     try:
-        result = run_job(argv)
+        with as_interrupted():
+            result = run_job(argv)
     except (ConfigError, SparkJQLError) as err:
         print(f"spark-jql: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: one line, the shell's exit code for the signal
+        signum = getattr(err, "signum", signal.SIGINT)
+        progress = getattr(err, "progress", "")
+        print(f"spark-jql: interrupted ({signal.Signals(signum).name})" + (f"; {progress}" if progress else "")
+              + "; rerun the same command to resume", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if before is None:
+            os.environ.pop(SPARK_LOG_ENV, None)
     if isinstance(result, int):  # passthrough commands (bench) return their own exit code
         return result
     if result is not None:

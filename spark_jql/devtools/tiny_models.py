@@ -262,13 +262,14 @@ def random_head(name: str, input_dim: int, hidden_dim: int = 1000, seed: int = 0
 
 
 def build_heads(out_dir: str | Path, input_dim: int, names: list[str], hidden_dim: int = 1000, seed: int = 0,
-                embedder: str | None = None) -> dict[str, Path]:
-    """Random heads in the JQL Lightning ``.ckpt`` layout, one file per name (no embedder recorded, as published)."""
+                embedder: str | None = None, embedder_digest: str | None = None) -> dict[str, Path]:
+    """Random heads in the JQL Lightning ``.ckpt`` layout, one file per name (no embedder recorded, as published;
+    ``embedder`` / ``embedder_digest`` record one as ``spark-jql train`` does)."""
     out_dir = Path(out_dir)
+    recorded = {k: v for k, v in (("embedder", embedder), ("embedder_digest", embedder_digest)) if v}
     return {
         name: save_lightning_checkpoint(
-            random_head(name, input_dim, hidden_dim, seed + k), out_dir / f"{name}.ckpt",
-            {"lr": 1e-3, **({"embedder": embedder} if embedder else {})},
+            random_head(name, input_dim, hidden_dim, seed + k), out_dir / f"{name}.ckpt", {"lr": 1e-3, **recorded},
         )
         for k, name in enumerate(names)
     }

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from spark_jql import schema
-from spark_jql.errors import InputError
+from spark_jql.errors import InputError, first_line
 
 OVERALL = "__all__"
 LABEL_RULE = "majority vote over ratings; ties -> mean of the tied ratings"
@@ -205,8 +205,13 @@ def get_path(frame: pd.DataFrame, path: str) -> pd.Series:
 def read_table(path: str | Path) -> pd.DataFrame:
     """Parquet (file or directory, as Spark writes it) or JSON lines into pandas."""
     text = str(path)
+    if "://" not in text and not Path(text).exists():
+        raise InputError(f"input {text} does not exist")
     if text.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson")):
-        return pd.read_json(text, lines=True, dtype=False)
+        try:
+            return pd.read_json(text, lines=True, dtype=False)
+        except (OSError, ValueError) as err:
+            raise InputError(f"cannot read JSON lines {text}: {first_line(err)}") from None
     import pyarrow.dataset as ds
 
     try:

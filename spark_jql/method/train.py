@@ -50,6 +50,7 @@ from spark_jql.scoring.heads import (
     save_lightning_checkpoint,
     save_safetensors_head,
 )
+from spark_jql.scoring.identity import encoder_content
 
 log = logging.getLogger(__name__)
 
@@ -334,13 +335,17 @@ def save_trained_heads(
     cfg = config or TrainConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"config": cfg.model_dump(), "embedder": embedder, "heads": {}}
+    # The encoder's files by content (when they are on this machine): a scorer checks it, not the folder's name.
+    digest = encoder_content(embedder) if embedder else None
+    report = {"config": cfg.model_dump(), "embedder": embedder, "embedder_digest": digest, "heads": {}}
     heads_section = []
     for name, r in results.items():
-        meta = {"label": r.label, "embedder": embedder, "best_epoch": r.best_epoch, "validation": r.validation,
-                "train_documents": r.train_documents, "validation_documents": r.validation_documents}
+        meta = {"label": r.label, "embedder": embedder, "embedder_digest": digest, "best_epoch": r.best_epoch,
+                "validation": r.validation, "train_documents": r.train_documents,
+                "validation_documents": r.validation_documents}
         st = save_safetensors_head(r.head, out / f"{name}.safetensors", **meta, test=r.test, train_config=cfg.model_dump())
-        hp = {"learning_rate": cfg.learning_rate, "label": r.label, "embedder": embedder or "", "seed": cfg.seed}
+        hp = {"learning_rate": cfg.learning_rate, "label": r.label, "embedder": embedder or "",
+              "embedder_digest": digest or "", "seed": cfg.seed}
         ckpt = save_lightning_checkpoint(r.head, out / f"{name}.ckpt", hp)
         report["heads"][name] = {**meta, "validation_per_language": r.validation_per_language, "test": r.test,
                                  "safetensors": str(st), "checkpoint": str(ckpt), "history": r.history}

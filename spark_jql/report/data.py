@@ -115,8 +115,9 @@ def collect_report_data(
     thresholds = Thresholds.from_json(read_text(spark, thr_path), thr_path)
     try:
         summary = json.loads(read_text(spark, layout.path(SUMMARY)))
-    except (InputError, ValueError):
+    except (InputError, ValueError):  # absent or cut short: the report does without the run's counts
         summary = {}
+    summary = summary if isinstance(summary, dict) else {}
     if filter_quantile is None:
         filter_quantile = (summary.get("filter") or {}).get("quantile")
     score = thresholds.score_column

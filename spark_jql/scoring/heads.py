@@ -123,7 +123,7 @@ def load_safetensors_head(path: str | Path, name: str) -> HeadWeights:
     return _with_meta(HeadWeights.from_state_dict(name, state, str(path)), meta if isinstance(meta, dict) else {}, str(path))
 
 
-PROVENANCE_KEYS = ("embedder", "pooling")
+PROVENANCE_KEYS = ("embedder", "embedder_digest", "pooling")
 
 
 def _with_meta(head: HeadWeights, meta: dict, source: str) -> HeadWeights:
@@ -137,23 +137,50 @@ def embedder_name(model: str) -> str:
     return str(model).rstrip("/").rsplit("/", 1)[-1].lower()
 
 
-def check_provenance(heads: list[HeadWeights], embedder: str, pooling: str) -> None:
-    """A head trained on another embedder or pooling is an error; a head that does not say is a warning."""
+def check_provenance(heads: list[HeadWeights], embedder: str, pooling: str, revision: str | None = None) -> None:
+    """A head trained on another encoder or pooling is an error; a head that does not say is a warning.
+
+    The encoder is compared by content (spark_jql/scoring/identity.py): with the digest a head records, or, for a
+    head that names its encoder only, with that encoder's files where they are on this machine. A byte-identical
+    copy in another folder is the same encoder; names decide only when the files cannot be compared.
+    """
+    from spark_jql.scoring.identity import encoder_content
+
+    here: list[str | None] = []
+
+    def mine() -> str | None:
+        if not here:
+            here.append(encoder_content(embedder, revision))
+        return here[0]
+
     for head in heads:
-        named, pooled = head.meta.get("embedder"), head.meta.get("pooling")
-        if named and embedder_name(named) != embedder_name(embedder):
-            raise CheckpointError(
-                f"head {head.name!r} ({head.meta.get('source')}) was trained on embeddings of {named!r}, "
-                f"but the scorer's embedder is {embedder!r}; set scorer.embedder.model to match or use other heads"
-            )
+        named, pooled, digest = head.meta.get("embedder"), head.meta.get("pooling"), head.meta.get("embedder_digest")
+        source = head.meta.get("source")
+        same_name = bool(named) and embedder_name(named) == embedder_name(embedder)
+        if digest and mine() is not None:
+            if digest != mine():
+                raise CheckpointError(
+                    f"head {head.name!r} ({source}) was trained on embeddings of {named or 'an encoder'!r} "
+                    f"(files digest {digest[:12]}), but the files of the scorer's embedder {embedder!r} differ "
+                    f"(digest {mine()[:12]}); set scorer.embedder.model to that encoder or use other heads"
+                )
+        elif named:
+            theirs = encoder_content(named)
+            comparable = theirs is not None and mine() is not None
+            if (comparable and theirs != mine()) or (not comparable and not same_name):
+                raise CheckpointError(
+                    f"head {head.name!r} ({source}) was trained on embeddings of {named!r}, "
+                    f"but the scorer's embedder is {embedder!r}" + (" (their files differ)" if comparable else "")
+                    + "; set scorer.embedder.model to match or use other heads"
+                )
         if pooled and pooled != pooling:
             raise CheckpointError(
-                f"head {head.name!r} ({head.meta.get('source')}) was trained on {pooled!r}-pooled embeddings, "
+                f"head {head.name!r} ({source}) was trained on {pooled!r}-pooled embeddings, "
                 f"but scorer.embedder.pooling is {pooling!r}"
             )
-        if not named:
+        if not named and not digest:
             log.warning("head %r (%s) does not record its embedder; assuming %s with %s pooling",
-                        head.name, head.meta.get("source"), embedder, pooling)
+                        head.name, source, embedder, pooling)
 
 
 def load_head_file(path: str | Path, name: str) -> HeadWeights:

@@ -163,10 +163,13 @@ def _check_tokenizer(model_dir: Path, embedder: EmbedderConfig, rows: int | None
 def _check_heads(config: ScorerConfig, hidden: int | None) -> tuple[str, ...]:
     import torch
 
-    from spark_jql.scoring.heads import HeadSet, load_head_file
+    from spark_jql.scoring.heads import HeadSet, check_provenance, load_head_file
     from spark_jql.scoring.hub import resolve_head_file
+    from spark_jql.scoring.models import resolve
 
     heads = [load_head_file(resolve_head_file(h), h.name) for h in config.heads]
+    embedder = resolve(config.embedder)
+    check_provenance(heads, embedder.model, embedder.pooling, embedder.revision)  # here, not first on every executor
     for head, cfg in zip(heads, config.heads):
         probe = torch.nn.functional.normalize(torch.randn(4, head.input_dim, generator=torch.Generator().manual_seed(0)), dim=-1)
         out = HeadSet([head])(probe)

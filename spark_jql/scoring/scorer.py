@@ -111,7 +111,8 @@ class Scorer:
         self.heads = None
         self.head_names = []
         if heads:
-            check_provenance(heads, self.embedder.config.model, self.embedder.config.pooling)
+            check_provenance(heads, self.embedder.config.model, self.embedder.config.pooling,
+                             self.embedder.config.revision)
             self.heads = HeadSet(heads)
             self.heads.check_input_dim(self.embedder.dim, config.embedder.model)
             self.heads.to(self.embedder.device)

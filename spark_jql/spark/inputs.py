@@ -89,7 +89,8 @@ def partition_base(patterns: list[str], files: list[str]) -> str | None:
     Spark reads such directories as partition columns when it is given the folder (or a glob in it); spark_jql
     reads files one unit at a time, so it names that folder as Spark's ``basePath``. A single file named by
     itself has no partition columns (as in Spark). Inputs from several folders with partition directories
-    below them are refused: Spark takes one ``basePath``."""
+    below them are refused: Spark takes one ``basePath``. spark_jql's own ``jql_unit=N`` folders (an output read
+    back, as ``judge --retry-failed`` does) are its layout, not the data's: they add no column."""
     roots = set()
     for pattern in patterns:
         path = normalise(pattern).rstrip("/")
@@ -102,7 +103,8 @@ def partition_base(patterns: list[str], files: list[str]) -> str | None:
             roots.add(path.rsplit("/", 1)[0])  # a file: its own folder, never a partition
     def partitioned(root: str) -> bool:  # Spark reads key=value directories upwards from a file's own folder
         folders = [f[len(root) + 1:].split("/")[:-1] for f in files if f.startswith(root + "/")]
-        return any(parts and _PARTITION_DIR.match(parts[-1]) for parts in folders)
+        return any(parts and _PARTITION_DIR.match(parts[-1]) and not parts[-1].startswith(f"{UNIT_COLUMN}=")
+                   for parts in folders)
 
     with_partitions = sorted(r for r in roots if partitioned(r))
     if not with_partitions:

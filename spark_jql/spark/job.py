@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from spark_jql import schema
 from spark_jql.config import JobConfig
-from spark_jql.errors import AccountingError, InputError, marked_line
+from spark_jql.errors import AccountingError, InputError, first_line, marked_line
 from spark_jql.layout import OutputLayout
 from spark_jql.paths import normalise
 from spark_jql.scoring.identity import scorer_fingerprint
@@ -121,6 +121,8 @@ class Job:
         self.config = config
         self.paths = OutputLayout(config.io.output).job_paths()
         self.summary: dict = {}
+        preflight.output_folder(spark, config.io.output)
+        preflight.tables(spark, config)
         preflight.data_sources(spark, config)  # a missing Delta/Iceberg connector: one line before any work
 
     # -- stages -------------------------------------------------------------
@@ -168,12 +170,16 @@ class Job:
             for what in outputs[stage]:
                 if what == "dropped" and not self.config.filter.write_dropped:
                     continue
-                table = getattr(io.output_tables, what, None)
-                if table is not None and self.spark.catalog.tableExists(table):
-                    raise InputError(f"table {table} (io.output_tables.{what}) already exists (io.mode=error); "
-                                     "drop it or set io.mode=overwrite")
-                if what != "scored" and table is None and exists(self.spark, self.paths[what]):
-                    raise InputError(f"{self.paths[what]} already exists (io.mode=error); remove it or set io.mode=overwrite")
+                self._refuse_output(what)
+
+    def _refuse_output(self, what: str) -> None:
+        """``io.mode=error``: one line if the table or folder ``what`` is written to already exists."""
+        table = getattr(self.config.io.output_tables, what, None)
+        if table is not None and self.spark.catalog.tableExists(table):
+            raise InputError(f"table {table} (io.output_tables.{what}) already exists (io.mode=error); "
+                             "drop it or set io.mode=overwrite")
+        if what != "scored" and table is None and exists(self.spark, self.paths[what]):
+            raise InputError(f"{self.paths[what]} already exists (io.mode=error); remove it or set io.mode=overwrite")
 
     def _write(self, df, what: str, partition: bool = True):
         """Write filtered/dropped (or a scored table): chosen columns, format, partitioning, file or table; read back."""
@@ -185,10 +191,14 @@ class Job:
             keep = [c for c in io.output_columns if what == "dropped" or c != schema.DROP_REASON]
             keep += [schema.DROP_REASON] if what == "dropped" and schema.DROP_REASON not in keep else []
             df = df.select(*[quoted(c) for c in keep])
-        writer = df.write.mode("overwrite" if io.mode == "overwrite" else "errorifexists").format(io.output_format)
+        table = getattr(io.output_tables, what)
+        if io.mode == "error":
+            # Spark Connect on Databricks refuses the errorifexists save mode: check here, then write "overwrite"
+            # (the output lease keeps other runs out between the check and the write).
+            self._refuse_output(what)
+        writer = df.write.mode("overwrite").format(io.output_format)
         if partition and io.partition_by_language:
             writer = writer.partitionBy(*self.config.columns.language)
-        table = getattr(io.output_tables, what)
         if table is not None:
             writer.saveAsTable(table)
             return self.spark.table(table)
@@ -289,7 +299,13 @@ class Job:
     def _record(self, stage: str, result: dict) -> dict:
         try:
             self.summary = json.loads(read_text(self.spark, self.paths["summary"]))
-        except (InputError, ValueError):
+        except InputError:  # the first stage to finish here
+            self.summary = {}
+        except ValueError as err:  # cut short by a kill while writing it: this stage's result starts a new one
+            log.warning("summary %s is truncated or unreadable (%s): written anew", self.paths["summary"], first_line(err)[:120])
+            self.summary = {}
+        if not isinstance(self.summary, dict):
+            log.warning("summary %s does not hold a JSON object: written anew", self.paths["summary"])
             self.summary = {}
         self.summary[stage] = result
         written = write_text(self.spark, self.paths["summary"], json.dumps(self.summary, indent=2, default=str))

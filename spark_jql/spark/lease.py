@@ -123,10 +123,19 @@ class OutputLease:
     # -- the lease file ---------------------------------------------------------------
     def _read(self) -> dict | None:
         try:
-            found = json.loads(read_text(self.spark, self.path))
-        except (InputError, ValueError):  # absent, cleared (an empty folder) or unreadable: nobody holds it
+            text = read_text(self.spark, self.path)
+            found = json.loads(text) if text.strip() else None
+        except InputError:  # absent, or cleared (an empty folder): nobody holds it
             return None
-        return found if isinstance(found, dict) and found.get("format") == FORMAT else None
+        except ValueError as err:  # cut short by a kill while writing it, bad UTF-8: nobody holds it (taken over)
+            log.warning("lease file %s is truncated or unreadable (%s): treated as free", self.path, first_line(err)[:120])
+            return None
+        if not isinstance(found, dict) or found.get("format") != FORMAT:
+            return None
+        if not all(isinstance(found.get(k), (int, float)) for k in ("started", "heartbeat")):
+            log.warning("lease file %s has no valid started/heartbeat times: treated as free", self.path)
+            return None
+        return found
 
     def _write(self, started: float) -> None:
         claim = {"format": FORMAT, "run": self.run_id, "what": self.what, "output": self.root,

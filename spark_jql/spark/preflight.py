@@ -23,13 +23,14 @@ from spark_jql.config import (
     JobConfig,
     ScorerConfig,
     output_overlaps_input,
+    table_clash,
 )
 from spark_jql.errors import InputError, ModelFilesError, ModelNotAvailableError
 from spark_jql.paths import is_filesystem_root, join
 from spark_jql.scoring.hub import looks_like_path
 from spark_jql.scoring.preflight import ScorerCheck, check_scorer
 from spark_jql.spark.sources import data_source
-from spark_jql.spark.storage import read_text
+from spark_jql.spark.storage import is_local, local_path, read_text
 from spark_jql.thresholds import Thresholds, _qkey
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,31 @@ def data_sources(spark: SparkSession, config: JobConfig) -> None:
     if io.input_format != "auto":
         data_source(spark, io.input_format, "io.input_format", probe)
     data_source(spark, io.output_format, "io.output_format", probe)
+
+
+def output_folder(spark: SparkSession, output: str, setting: str = "io.output") -> None:
+    """An output folder on this machine's disk is not a regular file, nor inside one (found before any work)."""
+    if not is_local(spark, output):
+        return
+    target = local_path(output)
+    for folder in (target, *target.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = f"{setting} {output}" + ("" if folder == target else f" lies inside {folder}, which")
+                raise InputError(f"{what} is a regular file, not a folder; give a folder for the outputs "
+                                 "(or remove the file)")
+            return
+
+
+def tables(spark: SparkSession, config: JobConfig) -> None:
+    """No output table is the input table or another output, as the session resolves names (current catalog and
+    database filled in): config.py compares names only as written."""
+    outputs = config.output_tables()
+    if sum(t is not None for t in [config.io.input_table, *outputs.values()]) < 2:
+        return
+    clash = table_clash(config.io.input_table, outputs, spark.catalog.currentCatalog(), spark.catalog.currentDatabase())
+    if clash:
+        raise InputError(clash)
 
 
 def _connect(spark: SparkSession) -> bool:

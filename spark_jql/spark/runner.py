@@ -38,6 +38,7 @@ from pyspark.sql import functions as F
 from spark_jql.errors import AccountingError, InputError, SparkJQLError
 from spark_jql.spark.api import quoted
 from spark_jql.spark.inputs import BAD, FILE, Source, find_bad_files, first_bad_line, normalise
+from spark_jql.spark.session import is_connect
 from spark_jql.spark.units import UnitPlan
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,17 @@ class UnitOutcome:
     def marker(self) -> dict:
         return {"input_rows": self.input_rows, "skipped_files": self.skipped_files,
                 "skipped_records": self.skipped_records}
+
+
+def cancel_jobs(spark: SparkSession) -> None:
+    """Cancel every running Spark job of this session (classic or Connect); never raises."""
+    try:
+        if is_connect(spark):
+            spark.interruptAll()
+        else:
+            spark.sparkContext.cancelAllJobs()
+    except Exception as err:  # the JVM or server may already be going away
+        log.debug("cancelling the running jobs failed: %s", err)
 
 
 def readable_files(paths: list[str], bad: list[tuple[str, str]], on_bad_file: str) -> list[str]:
@@ -201,6 +213,8 @@ class UnitRunner:
         self.after_unit = after_unit or (lambda spark, path, unit: {})
         self.translate = translate or (lambda err: None)
         self.scored_rows = 0
+        self.committed: set[int] = set()  # units committed by this run
+        self._stopping = threading.Event()  # set on Ctrl-C / SIGTERM: no unit starts any more
         self._lock = threading.Lock()
 
     def run(self, units: list[int]) -> None:
@@ -208,23 +222,46 @@ class UnitRunner:
         if not units:
             return
         if self.in_flight == 1 or len(units) == 1:
-            for unit in units:
-                self._unit(unit)
+            try:
+                for unit in units:
+                    self._unit(unit)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the unit's Spark job (committed units stay committed)
+                cancel_jobs(self.spark)
+                raise
             return
         with ThreadPoolExecutor(self.in_flight, thread_name_prefix="spark_jql-unit") as pool:
-            queue = list(units)
-            running = {pool.submit(self._unit, queue.pop(0)) for _ in range(min(self.in_flight, len(queue)))}
-            while running:
-                done, running = wait(running, return_when=FIRST_EXCEPTION)
-                failed = [f for f in done if f.exception() is not None]
-                if failed:
-                    wait(running)  # let the units in flight finish (and commit): less to redo on the rerun
-                    raise failed[0].exception()
-                while queue and len(running) < self.in_flight:
-                    running.add(pool.submit(self._unit, queue.pop(0)))
+            running: set = set()
+            try:
+                self._overlapped(pool, list(units), running)
+            except KeyboardInterrupt:  # before the pool waits for its threads: they end with their cancelled jobs
+                self._stop(running)
+                raise
+
+    def _overlapped(self, pool: ThreadPoolExecutor, queue: list[int], running: set) -> None:
+        """Keep ``in_flight`` units (``running``, updated in place) going until ``queue`` is empty; raise the first failure."""
+        running.update(pool.submit(self._unit, queue.pop(0)) for _ in range(min(self.in_flight, len(queue))))
+        while running:
+            done, _ = wait(running, timeout=0.5, return_when=FIRST_EXCEPTION)  # wakes up for Ctrl-C / SIGTERM
+            running.difference_update(done)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                wait(running)  # let the units in flight finish (and commit): less to redo on the rerun
+                raise failed[0].exception()
+            while queue and len(running) < self.in_flight:
+                running.add(pool.submit(self._unit, queue.pop(0)))
+
+    def _stop(self, running: set) -> None:
+        """Ctrl-C / SIGTERM: cancel the units' Spark jobs until their threads end (one may start a job after a cancel)."""
+        self._stopping.set()
+        while running:
+            cancel_jobs(self.spark)
+            _, left = wait(running, timeout=0.5)
+            running.intersection_update(left)
 
     # -- one unit -------------------------------------------------------------------------------------
     def _unit(self, unit: int) -> None:
+        if self._stopping.is_set():
+            return
         files = self.plan.files(unit)
         known = [(p, self.source.skipped[p]) for p in files if p in self.source.skipped]  # found by the schema pass
         files = [p for p in files if p not in self.source.skipped]
@@ -242,6 +279,8 @@ class UnitRunner:
         outcome.skipped_files[:0] = [{"file": p, "error": r} for p, r in known]
         extra = self.after_unit(self.spark, self.plan.path(unit), unit)  # may refuse the unit: not committed
         self.plan.commit(unit, {**outcome.marker(), **extra})
+        with self._lock:
+            self.committed.add(unit)
 
     def _write(self, unit: int, files: list[str]) -> UnitOutcome:
         path = self.plan.path(unit)

@@ -14,6 +14,9 @@ import os
 import sys
 from urllib.parse import urlparse
 
+from spark_jql import interrupts
+from spark_jql.spark import spark_log
+
 log = logging.getLogger(__name__)
 
 
@@ -72,10 +75,14 @@ def build_session(master: str | None = None, app_name: str = "spark_jql", conf: 
 
         settings["spark.worker.dir"] = tempfile.mkdtemp(prefix="spark_jql_worker_")
     settings.update(conf or {})
+    if remote is None:
+        settings = spark_log.launch_settings(settings)
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    interrupts.reassert()  # the CLI's one-line Ctrl-C, not pyspark's handler (which calls the JVM from inside it)
     if not is_connect(spark):
+        spark_log.apply(spark)
         spark.sparkContext.setLogLevel(os.environ.get("SPARK_JQL_SPARK_LOG_LEVEL", "WARN"))
     return spark
 

@@ -29,11 +29,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from spark_jql.config import JobConfig
-from spark_jql.errors import AccountingError, InputError
+from spark_jql.errors import AccountingError, InputError, Interrupted
 from spark_jql.fingerprint import Fingerprint
 from spark_jql.spark.estimate import estimated_rows
 from spark_jql.spark.inputs import Source, check_reserved, find_bad_files, type_clashes
 from spark_jql.spark.lease import OutputLease
+from spark_jql.spark.preflight import output_folder
 from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.runner import UnitRunner, cluster_slots, readable_files, session_settings, split_settings
 from spark_jql.spark.units import UnitPlan, group_files
@@ -106,6 +107,7 @@ def run_stage(spark: SparkSession, cfg: JobConfig, stage: UnitStage, output: str
     With ``lease`` the stage holds the output lease beside ``output`` (spark/lease.py) from its checks to its end:
     a second run on the same output is refused naming this one."""
     start = time.perf_counter()
+    output_folder(spark, output, "output")
     source = Source(spark, cfg.io, cfg.columns.text)
     schema = input_schema(spark, source, cfg.io, cfg.columns.text, stage.adds)
     stage.check(spark, schema, source)
@@ -127,8 +129,15 @@ def _run(spark, cfg, stage, output, source, schema, before_writing, start) -> di
     work_start = time.perf_counter()
     todo = {p for u in pending for p in plan.files(u)}  # progress total: cheap estimate, no counting pass
     total = estimated_rows([f for f in source.files if f.path in todo], source.fmt) if source.is_files else None
-    with session_settings(spark, settings), ScoringProgress(spark, total=total, label=stage.name):
-        runner.run(pending)
+    try:
+        with session_settings(spark, settings), ScoringProgress(spark, total=total, label=stage.name):
+            runner.run(pending)
+    except KeyboardInterrupt as err:  # Ctrl-C / SIGTERM: say what is committed; the rerun resumes exactly there
+        left = [u for u in pending if u not in runner.committed]
+        done = len(plan.units) - len(left)
+        resume = f"; the rerun resumes from unit {left[0]}" if left else ""
+        raise Interrupted(getattr(err, "signum", 2), f"{stage.name}: {done} of {len(plan.units)} units of {output} "
+                                                     f"committed{resume}") from None
     work_seconds = time.perf_counter() - work_start
     markers = plan.markers()
     input_rows = sum(m["input_rows"] for m in markers)

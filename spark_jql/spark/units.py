@@ -20,7 +20,7 @@ import logging
 
 from pyspark.sql import SparkSession
 
-from spark_jql.errors import InputError
+from spark_jql.errors import InputError, first_line
 from spark_jql.fingerprint import Fingerprint
 from spark_jql.spark.inputs import UNIT_COLUMN, InputFile
 from spark_jql.spark.storage import (
@@ -50,6 +50,19 @@ def group_files(files: list[InputFile], unit_bytes: int, files_per_unit: int | N
         current.append(f)
         size += f.size or 0
     return groups + ([current] if current else [])
+
+
+def _valid_units(units) -> bool:
+    """A manifest's units: lists of ``{path, size, mtime}`` (what a resume compares and rebuilds)."""
+    return isinstance(units, list) and all(
+        isinstance(unit, list) and all(isinstance(f, dict) and isinstance(f.get("path"), str) and set(f) <= {"path", "size", "mtime"}
+                                       for f in unit) for unit in units)
+
+
+def _valid_marker(marker) -> bool:
+    """A commit marker holds what the stage summary adds up (rows read, files and records skipped)."""
+    return (isinstance(marker, dict) and isinstance(marker.get("input_rows"), int)
+            and isinstance(marker.get("skipped_files"), list) and isinstance(marker.get("skipped_records", {}), dict))
 
 
 class UnitPlan:
@@ -96,14 +109,20 @@ class UnitPlan:
             "units": [[f.as_dict() for f in unit] for unit in self.units],
         }
 
-    def previous(self) -> dict | None:
+    def previous(self) -> tuple[dict | None, str]:
+        """The previous run's manifest, or None and why it cannot be used (absent, truncated, another format)."""
+        absent = "it holds no spark_jql manifest (another program's output, or an older version's)"
         if not exists(self.spark, self.manifest_path):
-            return None
+            return None, absent
         try:
             found = json.loads(read_text(self.spark, self.manifest_path))
-        except ValueError:
-            return None
-        return found if isinstance(found, dict) and found.get("format") == MANIFEST_FORMAT else None
+        except (ValueError, InputError) as err:  # truncated (killed while writing), bad UTF-8, an empty folder
+            return None, f"its manifest {self.manifest_path} is truncated or unreadable ({first_line(err)[:120]})"
+        if not isinstance(found, dict) or found.get("format") != MANIFEST_FORMAT:
+            return None, absent
+        if not _valid_units(found.get("units")):
+            return None, f"its manifest {self.manifest_path} has no valid list of units (edited or damaged)"
+        return found, ""
 
     def prepare(self, resume: bool, mode: str, incremental: bool = False, before_writing=lambda: None,
                 before_start_over=lambda why: None) -> None:
@@ -111,12 +130,10 @@ class UnitPlan:
 
         ``before_writing`` runs once the decision is made, before anything is written or deleted;
         ``before_start_over(why)`` runs first when an existing output cannot be resumed (it may refuse by raising)."""
-        previous = self.previous()
-        if previous is None:
-            why = "it holds no spark_jql manifest (another program's output, or an older version's)"
-        elif not resume:
+        previous, why = self.previous()
+        if previous is not None and not resume:
             why = "io.resume is off"
-        else:
+        elif previous is not None:
             why, added = self._difference(previous, incremental)
             if why is None:
                 self.units = [[InputFile(**f) for f in unit] for unit in previous["units"]] + self._chunk(added)
@@ -168,10 +185,14 @@ class UnitPlan:
             if name not in names:
                 continue
             try:
-                done[names[name]] = json.loads(text)
+                marker = json.loads(text)
             except ValueError:  # a marker cut short (killed while writing it): the unit is simply done again
+                marker = None
+            if not _valid_marker(marker):
                 log.warning("commit marker %s is truncated or unreadable: unit %d will be scored again",
                             join_path(self.meta, name), names[name])
+                continue
+            done[names[name]] = marker
         return done
 
     def pending(self) -> list[int]:
