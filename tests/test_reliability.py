@@ -95,7 +95,7 @@ def test_truncated_gzip_and_empty_file(spark, gte_bundle, tmp_path):
     cfg = load_config(None, job_overrides(gte_bundle, [str(tmp_path / "*.jsonl.gz")], tmp_path / "out",
                                      **{"io.on_bad_file": "skip"}))
     summary = Job(spark, cfg).annotate()
-    assert [s["file"].rsplit("/", 1)[-1] for s in summary["skipped_files"]] == ["b.jsonl.gz"]
+    assert [s["file"].rsplit("/", 1)[-1] for s in summary["skipped_files"]] == ["b.jsonl.gz"], summary["skipped_files"]
     assert summary["scored_rows"] == 20
 
 

@@ -351,8 +351,18 @@ def find_bad_files(spark: SparkSession, paths: list[str], fmt: str, data_schema,
             s = data_schema if data_schema is not None else file_schema(spark, [path], fmt, text_column, base)
             read_files(spark, [path], fmt, s, text_column, base).write.format("noop").mode("overwrite").save()
         except Exception as err:  # corrupt footer, truncated gzip, a type clash in any column, permissions
+            if fmt == "json" and data_schema is None and _no_lines(spark, path):
+                continue  # an empty file (or blank lines only) holds no record to lose: not a bad file
             bad.append((path, first_line(err)[:500]))
     return bad
+
+
+def _no_lines(spark: SparkSession, path: str) -> bool:
+    """The file reads through and holds no line but blank ones (a truncated gzip is not empty: it fails to read)."""
+    try:
+        return spark.read.text(path).where(F.regexp_replace("value", r"\s+", "") != "").limit(1).count() == 0
+    except Exception:  # noqa: BLE001 - unreadable: the caller's error stands
+        return False
 
 
 def type_clashes(spark: SparkSession, paths: list[str]) -> list[tuple[str, str]]:
