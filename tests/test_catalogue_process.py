@@ -54,7 +54,8 @@ def test_failed_spark_job_prints_only_the_one_line(gte_bundle, tmp_path):
     assert errors == [stderr.strip().splitlines()[-1]]
     assert "docs.jsonl: line 18: text column 'text' holds a JSON value that is not a string" in errors[0]
     logged = (tmp_path / "spark.log").read_text()
-    assert "ERROR" in logged and "USER_RAISED_EXCEPTION" in logged  # Spark's own lines are kept, in the file
+    # Spark's own lines are kept, in the file: its task failure and the query's error with the record's file
+    assert "ERROR TaskSetManager" in logged and "spark_jql bad record in" in logged and "docs.jsonl" in logged
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 400) -> None:

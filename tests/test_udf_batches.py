@@ -56,7 +56,7 @@ def test_heads_udf_hands_the_heads_at_most_n_rows(config, monkeypatch):
     seen = []
 
     class Heads:
-        def score(self, values, encoding):
+        def score(self, values, encoding, problems=None):
             seen.append(len(values))
             return pd.DataFrame({"jql_score": np.zeros(len(values))})
 
