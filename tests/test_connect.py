@@ -32,8 +32,9 @@ CLIENT = textwrap.dedent(
     from spark_jql.spark.session import is_connect
     from pyspark.sql import SparkSession
 
-    job_args, report_args, langid_args = json.loads(sys.argv[1])
-    results = {"run": run_job(job_args + ["run"]), "report": run_job(report_args), "langid": run_job(langid_args)}
+    job_args, report_args, langid_args, stream_args = json.loads(sys.argv[1])
+    results = {"run": run_job(job_args + ["run"]), "report": run_job(report_args), "langid": run_job(langid_args),
+               "stream": run_job(stream_args)}
     results["connect"] = is_connect(SparkSession.builder.getOrCreate())
     print("RESULTS " + json.dumps(results, default=str))
     """
@@ -49,9 +50,13 @@ def test_job_report_and_langid_over_spark_connect(spark, connect_url, gte_bundle
     report_args = [*job_args, "report"]
     langid_args = [*job_args, "langid", "--output", str(tmp_path / "langid"), "--languages", "eng,deu,spa,fra,rus",
                    "--if-exists", "replace"]
+    streamed = tmp_path / "streamed"  # the same input as a stream, split by the run's frozen thresholds
+    stream_args = ["-c", str(REPO / "conf" / "local.yaml"),
+                   *as_cli_args(job_overrides(gte_bundle, [str(tmp_path / "in")], streamed, **{"thresholds.min_docs": "20"})),
+                   "stream", "--thresholds", str(out / "thresholds.json"), "--checkpoint", str(tmp_path / "checkpoint")]
     env = {**os.environ, "SPARK_REMOTE": connect_url, "SPARK_JQL_ARTIFACT_IO": "spark",
            "SPARK_JQL_PROGRESS_INTERVAL": "0.5", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", CLIENT, json.dumps([job_args, report_args, langid_args])],
+    proc = subprocess.run([sys.executable, "-c", CLIENT, json.dumps([job_args, report_args, langid_args, stream_args])],
                           capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads(proc.stdout.split("RESULTS ", 1)[1])
@@ -62,6 +67,10 @@ def test_job_report_and_langid_over_spark_connect(spark, connect_url, gte_bundle
     assert run["annotate"]["scorer_builds"] is None  # no accumulators on Connect
     assert run["filter"]["kept_rows"] + run["filter"]["dropped_rows"] == 160
     assert spark.read.parquet(str(out / "filtered")).count() == run["filter"]["kept_rows"]
+    stream = results["stream"]  # foreachBatch runs on the Connect server; the counts come back through files
+    assert stream["rows"] == stream["kept_rows"] + stream["dropped_rows"] == 160
+    assert spark.read.parquet(str(streamed / "filtered")).count() == stream["kept_rows"]
+    assert spark.read.parquet(str(streamed / "dropped")).count() == stream["dropped_rows"]
 
     # Artifacts went through Spark and, the path being visible here, were renamed to single files.
     monkeypatch.setenv("SPARK_JQL_ARTIFACT_IO", "spark")

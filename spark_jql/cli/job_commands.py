@@ -25,6 +25,30 @@ def _stage(name: str):
     return run
 
 
+def _stream_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=None,
+                        help="the stream's checkpoint folder (default <io.output>/_jql_stream_checkpoint); keep it to resume")
+    parser.add_argument("--every", default=None, metavar="INTERVAL",
+                        help="run continuously, a micro-batch every INTERVAL (e.g. '1 minute'); default: score what "
+                             "is there now and stop (availableNow)")
+    parser.add_argument("--max-files-per-trigger", type=int, default=None, help="input files per micro-batch at most")
+    parser.add_argument("--thresholds", default=None, metavar="FILE",
+                        help="thresholds.json from a batch run (default <io.output>/thresholds.json)")
+
+
+def _stream(args: argparse.Namespace) -> dict:
+    from spark_jql.spark.session import session_for
+    from spark_jql.spark.stream import default_checkpoint, start_stream, stream_summary
+
+    config = load_config(args.config, args.overrides)
+    spark = session_for(config)
+    checkpoint = args.checkpoint or default_checkpoint(config)
+    query = start_stream(spark, config, checkpoint, available_now=args.every is None, processing_time=args.every,
+                         max_files_per_trigger=args.max_files_per_trigger, thresholds=args.thresholds)
+    query.awaitTermination()
+    return stream_summary(spark, checkpoint)
+
+
 def _validate(args: argparse.Namespace) -> None:
     print(load_config(args.config, args.overrides).model_dump_json(indent=2))
 
@@ -41,6 +65,12 @@ COMMANDS = [
                         "filter.quantile threshold (filtered/) and keep the rest with a reason (dropped/)." + _OUTPUTS),
     Command("run", "annotate, thresholds and filter", _stage("run"),
             description="annotate, then thresholds, then filter; a rerun resumes finished units." + _OUTPUTS),
+    Command("stream", "score a stream (Delta table or a folder) into filtered/, dropped/ by frozen thresholds", _stream,
+            _stream_arguments,
+            description="Structured Streaming: read io.input (a Delta table, io.input_table, or one folder of files)\n"
+                        "as a stream, score each micro-batch once and split it by <io.output>/thresholds.json (from a\n"
+                        "batch run) into filtered/ and dropped/, exactly once across kills and restarts (Delta:\n"
+                        "idempotent appends; files: one folder per micro-batch, jql_batch=N). Rerun to resume."),
     Command("validate", "check the config and print it with all defaults filled in", _validate,
             description="Load the config with its --set overrides, validate every value, and print the full\n"
                         "configuration as JSON. Unknown keys and bad values are errors naming the key."),

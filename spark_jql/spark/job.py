@@ -104,6 +104,18 @@ class AnnotateStage(UnitStage):
         return annotate(rows, cfg.scorer, cfg.columns.text, cfg.spark.arrow_batch_size, builds=self.builds)
 
 
+def output_columns(df, chosen: list[str] | None, what: str):
+    """filtered/dropped with ``io.output_columns`` only (dropped keeps its reason); scored and ``None``: all."""
+    if chosen is None or what == "scored":
+        return df
+    missing = [c for c in chosen if c not in df.columns and c != schema.DROP_REASON]
+    if missing:  # checked before annotate (preflight.output_columns); kept as the last guard
+        raise InputError(f"io.output_columns names column(s) {missing} that {what} does not have; it has {df.columns}")
+    keep = [c for c in chosen if what == "dropped" or c != schema.DROP_REASON]
+    keep += [schema.DROP_REASON] if what == "dropped" and schema.DROP_REASON not in keep else []
+    return df.select(*[quoted(c) for c in keep])
+
+
 def _leased(stage: str):
     """Hold the output lease on ``io.output`` while a public stage runs (re-entrant: ``run`` calls the others)."""
     def wrap(method):
@@ -184,13 +196,7 @@ class Job:
     def _write(self, df, what: str, partition: bool = True):
         """Write filtered/dropped (or a scored table): chosen columns, format, partitioning, file or table; read back."""
         io = self.config.io
-        if io.output_columns is not None and what != "scored":
-            missing = [c for c in io.output_columns if c not in df.columns and c != schema.DROP_REASON]
-            if missing:  # checked before annotate (preflight.output_columns); kept as the last guard
-                raise InputError(f"io.output_columns names column(s) {missing} that {what} does not have; it has {df.columns}")
-            keep = [c for c in io.output_columns if what == "dropped" or c != schema.DROP_REASON]
-            keep += [schema.DROP_REASON] if what == "dropped" and schema.DROP_REASON not in keep else []
-            df = df.select(*[quoted(c) for c in keep])
+        df = output_columns(df, io.output_columns, what)
         table = getattr(io.output_tables, what)
         if io.mode == "error":
             # Spark Connect on Databricks refuses the errorifexists save mode: check here, then write "overwrite"
