@@ -4,6 +4,11 @@ a replayed micro-batch (a run killed after writing a batch but before the checkp
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,7 @@ from spark_jql.errors import InputError
 from spark_jql.spark.job import Job
 from spark_jql.spark.stream import start_stream, stream_summary
 
-from .conftest import job_overrides, require_connector
+from .conftest import _lake_conf, as_cli_args, job_overrides, require_connector
 
 
 def _write(path: Path, prefix: str, n: int, seed: int) -> list[str]:
@@ -124,3 +129,41 @@ def test_stream_from_a_delta_table_into_delta_exactly_once(spark, gte_bundle, tm
     kept = [r["id"] for r in spark.read.format("delta").load(str(out / "filtered")).collect()]
     dropped = [r["id"] for r in spark.read.format("delta").load(str(out / "dropped")).collect()]
     assert sorted(kept + dropped) == sorted(ids) and (out / "filtered" / "_delta_log").is_dir()
+
+
+@pytest.mark.slow
+def test_stream_killed_mid_batch_resumes_exactly_once_into_delta(spark, gte_bundle, tmp_path):
+    """SIGKILL the stream's driver (and its JVM) after its first committed batch; the restart loses nothing and
+    writes nothing twice."""
+    require_connector("delta")
+    source = str(tmp_path / "docs_delta")
+    ids = []
+    for part in range(6):
+        rows = [{"id": f"p{part}-{i}", "text": d["text"], "language": d["language"]}
+                for i, d in enumerate(generate_documents(10, seed=80 + part))]
+        ids += [r["id"] for r in rows]
+        spark.createDataFrame(rows, "id string, text string, language string").coalesce(1).write.format("delta").mode("append").save(source)
+    batch = tmp_path / "batch"
+    Job(spark, _config(gte_bundle, [source], batch, **{"io.input_format": "delta"})).run()
+    out, checkpoint = tmp_path / "stream", tmp_path / "checkpoint"
+    sets = {"io.input_format": "delta", "io.output_format": "delta"}
+    conf = {**_lake_conf(tmp_path / "warehouse"), "spark.sql.shuffle.partitions": "2"}
+    overrides = job_overrides(gte_bundle, [source], out, **sets, **{"spark.master": "local[1]", "spark.conf": json.dumps(conf)})
+    cmd = [sys.executable, "-m", "spark_jql.cli", *as_cli_args(overrides), "stream", "--max-files-per-trigger", "1",
+           "--thresholds", str(batch / "thresholds.json"), "--checkpoint", str(checkpoint)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYSPARK_PYTHON": sys.executable}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    markers = checkpoint / "jql_batches"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(markers.glob("batch-*.json")) and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(markers.glob("batch-*.json")))
+    assert 1 <= done < 6, f"kill landed after {done} batches"
+
+    resumed = _stream(spark, _config(gte_bundle, [source], out, **sets), checkpoint, batch / "thresholds.json")
+    assert resumed["rows"] == 60 and resumed["batches"] == 6
+    kept = [r["id"] for r in spark.read.format("delta").load(str(out / "filtered")).collect()]
+    dropped = [r["id"] for r in spark.read.format("delta").load(str(out / "dropped")).collect()]
+    assert sorted(kept + dropped) == sorted(ids)
