@@ -17,6 +17,7 @@ LAYERS = {
     "method": 1,     # judge, train, evaluate (no Spark)
     "spark": 2,      # UDFs, DataFrame API, io, session, units, the job
     "report": 3,     # the HTML report (reads what the job wrote)
+    "ml": 3,         # pyspark.ml stages over the spark layer's DataFrame API
     "devtools": 4,   # tiny models, sample data, demo, bench
     "cli": 5,        # the spark-jql command
 }
