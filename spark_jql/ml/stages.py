@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from spark_jql import schema
 from spark_jql.config import ColumnsConfig, ScorerConfig, ThresholdConfig
 from spark_jql.errors import InputError
-from spark_jql.spark.api import KEEP, UNKNOWN_LANGUAGE, annotate, compute_thresholds, mark_rows, quoted
+from spark_jql.spark.api import KEEP, UNKNOWN_LANGUAGE, annotate, compute_thresholds, drop_reason, mark_rows, quoted
 from spark_jql.thresholds import Thresholds
 
 KEEP_COLUMN = "jql_keep"
@@ -141,8 +141,6 @@ class JQLThresholdsModel(Model, _Language, _JsonStage, DefaultParamsReadable, De
     def _transform(self, dataset: DataFrame) -> DataFrame:
         found = self.fitted()
         marked = mark_rows(dataset, found, self.getOrDefault(self.quantile), self._columns())
-        score = quoted(found.score_column)
-        reason = F.when(F.col(KEEP), F.lit(None).cast("string")).otherwise(
-            F.when(score.isNull() | F.isnan(score), F.lit("no_score")).otherwise(F.lit("below_threshold")))
+        reason = F.when(F.col(KEEP), F.lit(None).cast("string")).otherwise(drop_reason(found.score_column))
         return marked.select(*[quoted(c) for c in marked.columns if c not in (KEEP, UNKNOWN_LANGUAGE)],
                              F.col(KEEP).alias(KEEP_COLUMN), reason.alias(schema.DROP_REASON))

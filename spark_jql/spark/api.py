@@ -254,8 +254,12 @@ def apply_thresholds(
 
 def split_marked(marked: DataFrame, score_column: str) -> tuple[DataFrame, DataFrame]:
     """(kept, dropped) from :func:`mark_rows`' output, without its private flags."""
-    score = quoted(score_column)
     kept = marked.where(F.col(KEEP)).drop(UNKNOWN_LANGUAGE, KEEP)
-    reason = F.when(score.isNull() | F.isnan(score), F.lit("no_score")).otherwise(F.lit("below_threshold"))
-    dropped = marked.where(~F.col(KEEP)).drop(UNKNOWN_LANGUAGE, KEEP).withColumn(schema.DROP_REASON, reason)
+    dropped = marked.where(~F.col(KEEP)).drop(UNKNOWN_LANGUAGE, KEEP).withColumn(schema.DROP_REASON, drop_reason(score_column))
     return kept, dropped
+
+
+def drop_reason(score_column: str) -> Column:
+    """Why a row that is not kept was dropped: ``no_score`` (null or NaN) or ``below_threshold``."""
+    score = quoted(score_column)
+    return F.when(score.isNull() | F.isnan(score), F.lit("no_score")).otherwise(F.lit("below_threshold"))

@@ -96,6 +96,7 @@ class BatchWriter:
 
     def _write(self, df: DataFrame, what: str, batch_id: int) -> None:
         io = self.config.io
+        folder = OutputLayout(io.output).job_paths()[what]
         writer = output_columns(df, io.output_columns, what).write.format(io.output_format)
         if io.partition_by_language:
             writer = writer.partitionBy(*self.config.columns.language)
@@ -105,25 +106,25 @@ class BatchWriter:
             if table is not None:
                 writer.saveAsTable(table)
             else:
-                writer.save(join(io.output, what))
+                writer.save(folder)
             return
-        writer.mode("overwrite").save(join(io.output, what, f"{BATCH_COLUMN}={batch_id:08d}"))
+        writer.mode("overwrite").save(join(folder, f"{BATCH_COLUMN}={batch_id:08d}"))
 
 
 def check_stream(spark: SparkSession, config: JobConfig, stream: DataFrame, thresholds: str | None = None) -> Thresholds:
     """Everything a stream can be refused for, on the driver before it starts: outputs, columns, models, thresholds."""
     io = config.io
+    paths = OutputLayout(io.output).job_paths()
     if any(t is not None for t in (io.output_tables.filtered, io.output_tables.dropped)) and io.output_format != "delta":
         raise InputError(f"stream writes output tables only as Delta (idempotent appends); io.output_format is "
                          f"{io.output_format!r}: set io.output_format=delta or write files (no io.output_tables)")
     if io.output_format != "delta":
-        for what in ("filtered", "dropped"):
-            folder = join(io.output, what)
+        for folder in (paths["filtered"], paths["dropped"]):
             if exists(spark, join(folder, "_SUCCESS")):  # a batch write's marker; a stream's are one level down
                 raise InputError(f"{folder} holds a batch run's output: a stream adds {BATCH_COLUMN}=N folders beside "
                                  "it and the two would mix; give the stream its own io.output")
     preflight.annotate(spark, config, stream.schema)
-    return preflight.thresholds_file(spark, thresholds or OutputLayout(io.output).job_paths()["thresholds"], config)
+    return preflight.thresholds_file(spark, thresholds or paths["thresholds"], config)
 
 
 def start_stream(spark: SparkSession, config: JobConfig, checkpoint: str | None = None, available_now: bool = True,
