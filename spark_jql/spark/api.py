@@ -14,7 +14,9 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from spark_jql import schema
 from spark_jql.config import ColumnsConfig, ScorerConfig, ThresholdConfig
 from spark_jql.errors import InputError
+from spark_jql.spark.progress import active_beacon, notebook_beacon
 from spark_jql.spark.udf import make_score_udf
+from spark_jql.spark.workers import check_worker_python
 from spark_jql.thresholds import LanguageThreshold, Thresholds, _qkey
 
 _RESULT = "__jql_result"
@@ -59,7 +61,10 @@ def annotate(
     clash = [c for c in added if c in df.columns]
     if clash:
         raise InputError(f"input already has output column(s) {clash}; drop or rename them before annotating")
-    score = make_score_udf(scorer, builds=builds, docs=docs, build_pids=build_pids, batch_size=arrow_batch_size)
+    check_worker_python(df.sparkSession)
+    beacon = active_beacon() or notebook_beacon(df.sparkSession)  # a notebook's bar counts this annotate's documents
+    score = make_score_udf(scorer, builds=builds, docs=docs, build_pids=build_pids, batch_size=arrow_batch_size,
+                           beacon=beacon)
     with_result = df.select("*", score(quoted(text_column)).alias(_RESULT))
     meta = _metadata(scorer, scorer.store_embedding if scorer.store_embedding != "none" else "float32")
     return with_result.select(
@@ -98,7 +103,8 @@ def score_embeddings(
     encoding, meta = check_embedding_input(df, scorer, embedding_column, encoding)
     names = [h.name for h in scorer.heads]
     recomputed = [schema.head_column(n) for n in names] + [schema.AGGREGATE]
-    heads = make_heads_udf(scorer, encoding, arrow_batch_size)
+    check_worker_python(df.sparkSession)
+    heads = make_heads_udf(scorer, encoding, arrow_batch_size, beacon=active_beacon() or notebook_beacon(df.sparkSession))
     with_result = df.select("*", heads(quoted(embedding_column)).alias(_RESULT))
     problem = F.col(_RESULT).getField(EMBEDDING_PROBLEM)
     message = F.concat(F.lit(BAD_EMBEDDING), F.input_file_name(), F.lit(f": embedding column {embedding_column!r} "

@@ -9,12 +9,18 @@ running query (``spark.registerProgressHandler``), and logs
     spark_jql.spark.progress: annotate: 1,204,000 / 3,000,000 docs (40.1%), tasks 120/300 done, 16 running, 2,310 docs/s, ETA 13m00s
 
 every ``interval`` seconds (``SPARK_JQL_PROGRESS_INTERVAL``, default 5; 0 turns it
-off). ``spark-jql`` shows these lines at its default verbosity. Documents done come
-from the data, not accumulators: the input's row count is known before scoring, so
-a finished task stands for ``total / tasks`` documents, and a running task for the
-part of that its age covers, judged by how long finished tasks took. The estimate
-moves every few seconds while tasks run and is exact once they end.
+off). ``spark-jql`` shows these lines at its default verbosity; in IPython/Jupyter a
+progress bar shows them instead (tqdm's notebook bar, or its plain line where
+ipywidgets is missing). Documents done come from the scoring tasks themselves: each
+reports its count after every Arrow batch (spark/beacon.py), so the count moves while a
+long task runs and counts only the scoring stage. Where no report arrives (executors
+that cannot reach this process), a finished task stands for ``total / tasks``
+documents and a running task for the part of that its age covers, judged by how long
+finished tasks took; only each job's last stage (the one that scores) is counted.
 No job group is set: a notebook's own job groups (Databricks cells) are left alone.
+
+:func:`notebook_beacon` gives ``annotate`` the same bar in a notebook, where the
+scoring runs later, in the user's own action (``.write``, ``.show()``).
 
 Worker side, :class:`BatchTimer` wraps the scorer's output batches in the UDF and
 logs, at most every ``SPARK_JQL_WORKER_LOG_INTERVAL`` seconds (default 30) per
@@ -32,6 +38,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from spark_jql.spark.beacon import BeaconAddress, BeaconListener, advertised_host
 
 log = logging.getLogger("spark_jql.spark.progress")
 worker_log = logging.getLogger("spark_jql.worker")
@@ -142,24 +150,33 @@ class TaskClock:
         return self.done + sum(min(0.95, (now - s) / mean) if mean > 0 else 0.0 for s in self.starts)
 
 
+def _counted(stages: dict, final: set, scoring: set | None) -> tuple[int, int, int]:
+    """Tasks of the scoring stages: those the beacon named, else each job's last stage."""
+    keep = [v for k, v in stages.items() if (k[-1] in scoring if scoring else k in final)]
+    return tuple(sum(v[i] for v in keep) for i in range(3))
+
+
 class _TrackerSource:
     """Task counts of the jobs started inside the block, from a classic session's status tracker."""
 
     def __init__(self, spark):
         self.tracker = spark.sparkContext.statusTracker()
         self.jobs_before = set(self.tracker.getActiveJobsIds())
-        self.stages: dict[int, tuple[int, int, int]] = {}  # stage id -> (tasks, done, running)
+        self.stages: dict[tuple, tuple[int, int, int]] = {}  # (stage id,) -> (tasks, done, running)
+        self.final: set[tuple] = set()  # each job's last stage
 
-    def poll(self) -> tuple[int, int, int]:
+    def poll(self, scoring: set | None = None) -> tuple[int, int, int]:
         for job_id in set(self.tracker.getActiveJobsIds()) - self.jobs_before:
             info = self.tracker.getJobInfo(job_id)
             for stage_id in info.stageIds if info else ():
-                self.stages.setdefault(stage_id, (0, 0, 0))
-        for stage_id in list(self.stages):  # also stages whose job ended, while the tracker knows them
-            stage = self.tracker.getStageInfo(stage_id)
+                self.stages.setdefault((stage_id,), (0, 0, 0))
+            if info and len(info.stageIds):
+                self.final.add((max(info.stageIds),))
+        for key in list(self.stages):  # also stages whose job ended, while the tracker knows them
+            stage = self.tracker.getStageInfo(key[0])
             if stage is not None and stage.numTasks:
-                self.stages[stage_id] = (stage.numTasks, stage.numCompletedTasks, stage.numActiveTasks)
-        return tuple(sum(v[i] for v in self.stages.values()) for i in range(3))
+                self.stages[key] = (stage.numTasks, stage.numCompletedTasks, stage.numActiveTasks)
+        return _counted(self.stages, self.final, scoring)
 
     def close(self) -> None:
         pass
@@ -179,14 +196,17 @@ class _ConnectSource:
     def __call__(self, stages=None, inflight_tasks=0, operation_id=None, done=False, **_) -> None:
         try:  # an exception here would fail the user's query
             for st in stages or ():
-                self.stages[(operation_id, st.stage_id)] = (st.num_tasks, st.num_completed_tasks)
+                self.stages[(operation_id, st.stage_id)] = (st.num_tasks, st.num_completed_tasks, 0)
             self.running = 0 if done else int(inflight_tasks or 0)
         except Exception:  # pragma: no cover - defensive
             pass
 
-    def poll(self) -> tuple[int, int, int]:
-        stages = list(self.stages.values())
-        return sum(t for t, _ in stages), sum(d for _, d in stages), self.running
+    def poll(self, scoring: set | None = None) -> tuple[int, int, int]:
+        last: dict = {}
+        for op, stage_id in list(self.stages):
+            last[op] = max(stage_id, last.get(op, stage_id))
+        tasks, done, _ = _counted(dict(self.stages), {(op, sid) for op, sid in last.items()}, scoring)
+        return tasks, done, self.running
 
     def close(self) -> None:
         if self.registered:
@@ -212,23 +232,35 @@ class ScoringProgress:
         self.log = logger or log
         self.snapshots: list[Snapshot] = []
         self.clock = TaskClock()
+        self.beacon: BeaconListener | None = None
+        self.address: BeaconAddress | None = None
+        self.bar = None
         self._source = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = 0.0
         self._lock = threading.Lock()
 
+    def reported(self):
+        """What the scoring tasks reported so far (spark/beacon.py), or None."""
+        if self.beacon is None or self.address is None:
+            return None
+        return self.beacon.counts(self.address.run)
+
     def snapshot(self) -> Snapshot:
         tasks_total = tasks_done = running = 0
+        reported = self.reported()
         try:
             if self._source is not None:
-                tasks_total, tasks_done, running = self._source.poll()
+                tasks_total, tasks_done, running = self._source.poll(reported.stages if reported else None)
         except Exception as err:  # progress is best effort; never fail a job for it
             self.log.debug("progress poll failed: %s", err)
         now = time.perf_counter()
         with self._lock:
             progress = self.clock.update(now, tasks_done, running)
             snap = estimate(now - self._start, self.total, tasks_total, progress, running)
+            if reported is not None:  # the tasks' own counts: exact, and moving inside long tasks
+                snap = from_reported(snap, reported.docs)
             if self.snapshots and snap.docs < self.snapshots[-1].docs:  # never backwards (new stages, retries)
                 snap.docs = self.snapshots[-1].docs
             self.snapshots.append(snap)
@@ -238,7 +270,9 @@ class ScoringProgress:
         next_log = time.perf_counter() + self.interval
         while not self._stop.wait(POLL_SECONDS if self.interval > POLL_SECONDS else self.interval):
             snap = self.snapshot()
-            if time.perf_counter() >= next_log:
+            if self.bar is not None:
+                self.bar.show(snap)
+            elif time.perf_counter() >= next_log:
                 next_log += self.interval
                 self.log.info(snap.message(self.label))
 
@@ -250,22 +284,190 @@ class ScoringProgress:
             self._source = _ConnectSource(self.spark) if is_connect(self.spark) else _TrackerSource(self.spark)
         except Exception as err:
             self.log.debug("no progress source: %s", err)
-        if self.interval > 0 and self.log.isEnabledFor(logging.INFO):
+        try:
+            self.beacon = BeaconListener(advertised_host(self.spark), _env_float("SPARK_JQL_BEACON_INTERVAL", 0.5))
+            self.address = self.beacon.address()
+        except OSError as err:
+            self.log.debug("no beacon: %s", err)
+        _ACTIVE.append(self)
+        if self.interval > 0 and in_notebook():
+            self.bar = ProgressBar(self.label, self.total)
+        if self.interval > 0 and (self.bar is not None or self.log.isEnabledFor(logging.INFO)):
             self._thread = threading.Thread(target=self._run, name="spark_jql-progress", daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._stop.set()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if exc_type is None and self.log.isEnabledFor(logging.INFO) and self.interval > 0:
+        if exc_type is None and self.interval > 0:
             snap = self.snapshot()
             done = snap.docs if self.total is None else max(snap.docs, self.total)
             rate = done / snap.elapsed if snap.elapsed > 0 else 0.0
-            self.log.info("%s: done, %s docs in %s (%.1f docs/s)", self.label, f"{done:,}", format_duration(snap.elapsed), rate)
+            if self.bar is not None:
+                snap.docs = done
+                self.bar.show(snap)
+            elif self.log.isEnabledFor(logging.INFO):
+                self.log.info("%s: done, %s docs in %s (%.1f docs/s)", self.label, f"{done:,}",
+                              format_duration(snap.elapsed), rate)
+        if self.bar is not None:
+            self.bar.close()
         if self._source is not None:
             self._source.close()
+        if self.beacon is not None:
+            self.beacon.close()
+
+
+_ACTIVE: list[ScoringProgress] = []
+
+
+def active_beacon() -> BeaconAddress | None:
+    """The address of the innermost running :class:`ScoringProgress` (for UDFs built inside it), or None."""
+    for progress in reversed(_ACTIVE):
+        if progress.address is not None:
+            return progress.address
+    return None
+
+
+def from_reported(snap: Snapshot, docs: int) -> Snapshot:
+    """``snap`` with the documents the scoring tasks reported, its rate and ETA from them."""
+    if snap.total is not None:
+        docs = min(docs, snap.total)
+    rate = docs / snap.elapsed if snap.elapsed > 0 and docs > 0 else None
+    eta = (snap.total - docs) / rate if snap.total is not None and rate else snap.eta_seconds
+    return Snapshot(snap.elapsed, snap.total, docs, snap.tasks_total, snap.tasks_done, snap.tasks_running, rate, eta)
+
+
+# -- notebooks ------------------------------------------------------------------
+def in_notebook() -> bool:
+    """True in IPython/Jupyter (where log lines go nowhere unless logging is configured), unless
+    ``SPARK_JQL_NOTEBOOK_PROGRESS=0``."""
+    if os.environ.get("SPARK_JQL_NOTEBOOK_PROGRESS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    ipython = sys.modules.get("IPython")
+    try:
+        return ipython is not None and ipython.get_ipython() is not None
+    except Exception:
+        return False
+
+
+def _bar_class():
+    """tqdm's notebook bar in a Jupyter kernel with ipywidgets; its plain line elsewhere."""
+    from tqdm import std
+
+    try:
+        shell = type(sys.modules["IPython"].get_ipython()).__name__
+        if shell == "ZMQInteractiveShell":
+            import ipywidgets  # noqa: F401
+            from tqdm import notebook
+
+            return notebook.tqdm
+    except Exception:
+        pass
+    return std.tqdm
+
+
+class ProgressBar:
+    """A tqdm bar of scored documents (``total`` when known), tasks and ETA in its postfix."""
+
+    factory = None  # tests swap in a recorder; None: :func:`_bar_class`
+
+    def __init__(self, label: str, total: int | None):
+        make = ProgressBar.factory or _bar_class()
+        self.bar = make(total=total, desc=f"spark_jql {label}", unit="docs", unit_scale=False, dynamic_ncols=True)
+
+    def show(self, snap: Snapshot) -> None:
+        try:
+            self.bar.update(max(0, snap.docs - self.bar.n))
+            if snap.tasks_total:
+                self.bar.set_postfix_str(f"tasks {snap.tasks_done}/{snap.tasks_total}", refresh=False)
+            self.bar.refresh()
+        except Exception:  # a display must never fail a job
+            pass
+
+    def close(self) -> None:
+        try:
+            self.bar.close()
+        except Exception:
+            pass
+
+
+class NotebookProgress:
+    """One per notebook process: a beacon listener and a thread that draws a bar per scoring action.
+
+    ``annotate`` is lazy: scoring runs in the user's action, possibly cells later, so the
+    bar cannot wrap it. Each action's scoring stage reports under its ``annotate``'s run id;
+    a bar per (run, stage) appears with its first report and closes after ``idle`` seconds
+    without one (the count is then final)."""
+
+    def __init__(self, spark, idle: float = 30.0):
+        self.listener = BeaconListener(advertised_host(spark), _env_float("SPARK_JQL_BEACON_INTERVAL", 0.5))
+        self.idle = idle
+        self.runs: set[str] = set()
+        self.bars: dict[tuple[str, int], tuple[ProgressBar, float]] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._draw, name="spark_jql-notebook-progress", daemon=True).start()
+
+    def address(self) -> BeaconAddress:
+        address = self.listener.address()
+        with self.lock:
+            self.runs.add(address.run)
+        return address
+
+    def _draw(self) -> None:
+        while True:
+            time.sleep(POLL_SECONDS)
+            try:
+                self.draw(time.monotonic())
+            except Exception as err:  # pragma: no cover - a display must never fail anything
+                log.debug("notebook progress: %s", err)
+
+    def draw(self, now: float) -> None:
+        with self.lock:
+            runs = list(self.runs)
+        for run in runs:
+            counts = self.listener.counts(run)
+            for stage in sorted(counts.stages) if counts else ():
+                key = (run, stage)
+                if key in self.bars and self.bars[key][0] is None:
+                    continue  # finished
+                docs = sum(n for (s, _), n in counts.partitions.items() if s == stage)
+                bar, _ = self.bars.get(key) or (ProgressBar("scoring", None), now)
+                if key not in self.bars or docs != bar.bar.n:
+                    self.bars[key] = (bar, now)
+                    bar.show(Snapshot(0.0, None, docs, 0, 0, 0, None, None))
+        for key, (bar, last) in list(self.bars.items()):
+            if bar is not None and now - last > self.idle:
+                bar.close()
+                self.bars[key] = (None, float("inf"))  # finished: never redrawn
+
+    def finish(self) -> None:
+        """Close every open bar now (tests; the end of a notebook)."""
+        self.draw(time.monotonic())
+        for key, (bar, _) in list(self.bars.items()):
+            if bar is not None:
+                bar.close()
+                self.bars[key] = (None, float("inf"))
+
+
+_NOTEBOOK: dict = {}
+
+
+def notebook_beacon(spark) -> BeaconAddress | None:
+    """In a notebook, a fresh run address of the process's :class:`NotebookProgress`; None outside
+    notebooks or when it cannot listen."""
+    if not in_notebook():
+        return None
+    if "progress" not in _NOTEBOOK:
+        try:
+            _NOTEBOOK["progress"] = NotebookProgress(spark)
+        except Exception as err:
+            log.debug("no notebook progress: %s", err)
+            return None
+    return _NOTEBOOK["progress"].address()
 
 
 # -- worker side --------------------------------------------------------------

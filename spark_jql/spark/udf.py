@@ -28,7 +28,8 @@ from pyspark.sql.types import (
 from spark_jql import schema
 from spark_jql.config import ScorerConfig
 from spark_jql.errors import WorkerLoadError, first_line
-from spark_jql.spark.progress import BatchTimer, configure_worker_logging
+from spark_jql.spark.beacon import BeaconAddress, BeaconSender
+from spark_jql.spark.progress import BatchTimer, active_beacon, configure_worker_logging
 from spark_jql.worker_cache import WorkerCache
 
 log = logging.getLogger(__name__)
@@ -140,13 +141,17 @@ def _failure_injection() -> bool:
     return True
 
 
-def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None, batch_size: int | None = None):
+def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None, batch_size: int | None = None,
+                   beacon: BeaconAddress | None = None):
     """A pandas UDF ``text -> struct<score_*, jql_score, jql_tokens, jql_truncated>``, ``batch_size`` rows at most per scorer call.
 
     ``builds`` / ``docs`` / ``build_pids`` are optional accumulators (classic sessions
     only: Spark Connect has none) counting scorer builds, scored documents and the pids
     of the workers that built a scorer (diagnostics; the one-build-per-worker test).
+    ``beacon``: where tasks report documents scored so far (spark/beacon.py); default: the
+    running :class:`~spark_jql.spark.progress.ScoringProgress`'s, if any.
     """
+    beacon = beacon or active_beacon()
     config_json = config.model_dump_json()
     device_setting = config.embedder.device
     return_type = result_schema([h.name for h in config.heads], config.store_embedding != "none")
@@ -170,10 +175,13 @@ def make_score_udf(config: ScorerConfig, builds=None, docs=None, build_pids=None
                 yield batch
 
         fail_once = _failure_injection()
+        sent = BeaconSender(beacon)
         for frame in BatchTimer().timed(scorer.score_batches(counted(rebatch(texts, batch_size)))):
             yield frame
+            sent.add(len(frame))
             if fail_once:
                 raise RuntimeError("spark_jql test hook: failing this task attempt after one batch")
+        sent.close()
 
     return score_udf
 
@@ -195,22 +203,26 @@ def get_head_scorer(config_json: str):
 EMBEDDING_PROBLEM = "__jql_embedding_problem"
 
 
-def make_heads_udf(config: ScorerConfig, encoding: str, batch_size: int | None = None):
+def make_heads_udf(config: ScorerConfig, encoding: str, batch_size: int | None = None, beacon: BeaconAddress | None = None):
     """A pandas UDF ``stored embedding -> struct<score_*, jql_score, __jql_embedding_problem>``: heads only, on the
     CPU, no encoder. An unusable value gets null scores and its problem, for the query to raise naming its row."""
     config_json = config.model_dump_json()
     return_type = result_schema([h.name for h in config.heads], heads_only=True).add(EMBEDDING_PROBLEM, StringType())
     log_level = logging.getLogger("spark_jql").getEffectiveLevel()
+    beacon = beacon or active_beacon()
 
     @pandas_udf(return_type)
     def heads_udf(values: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         configure_worker_logging(log_level)
         scorer = get_head_scorer(config_json)
+        sent = BeaconSender(beacon)
         for batch in rebatch(values, batch_size):
             problems: dict[int, str] = {}
             frame = scorer.score(batch.tolist(), encoding, problems)
             frame[EMBEDDING_PROBLEM] = [problems.get(i) for i in range(len(frame))]
             frame.index = batch.index
             yield frame
+            sent.add(len(frame))
+        sent.close()
 
     return heads_udf
