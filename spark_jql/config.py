@@ -57,7 +57,10 @@ class EmbedderConfig(_Strict):
 
     model: str = Field(DEFAULT_EMBEDDER, description="Hub id or local directory of a Hugging Face encoder.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
-    max_length: int = Field(DEFAULT_MAX_LENGTH, ge=2, description="Truncation length in tokens (JQL: 8192).")
+    max_length: int | Literal["auto"] = Field(
+        "auto", description="Truncation length in tokens. 'auto': the model's own, as JQL's calls give "
+        "(8194 for jina-embeddings-v3, 8192 for arctic-embed-m-v2.0 and gte-multilingual-base and any other model).",
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="'auto': bfloat16 on CUDA, float32 on CPU."
     )
@@ -68,11 +71,21 @@ class EmbedderConfig(_Strict):
         "auto", description="'cls': first token (arctic-embed, gte); 'mean': over real tokens (jina-v3). 'auto': the model's."
     )
     normalize: bool = Field(True, description="L2-normalise embeddings (JQL: yes, for all three embedders).")
-    prefix: str = Field("", description="Text put before every document (none of the JQL embedders uses one for documents).")
+    prefix: str | None = Field(
+        None, description="Text put before every document. None: the model's (jina-embeddings-v3: the chosen task's "
+        "instruction from its config, '' for text-matching; none for the other embedders). An explicit value wins.",
+    )
     task_adapter: str | None = Field(
         "auto", description="LoRA task adapter sub-folder to load (jina-v3: 'text_matching', as JQL's task='text-matching'); "
         "'auto': the model's, None: none.",
     )
+
+    @field_validator("max_length")
+    @classmethod
+    def _check_max_length(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 2:
+            raise ValueError(f"max_length must be 'auto' or at least 2, got {value}")
+        return value
 
     @field_validator("device")
     @classmethod
@@ -138,7 +151,8 @@ class ScorerConfig(_Strict):
 
     @model_validator(mode="after")
     def _budget_fits_longest(self) -> "ScorerConfig":
-        if isinstance(self.token_budget, int) and self.token_budget < self.embedder.max_length:
+        if (isinstance(self.token_budget, int) and isinstance(self.embedder.max_length, int)
+                and self.token_budget < self.embedder.max_length):
             raise ValueError(
                 f"token_budget ({self.token_budget}) is smaller than embedder.max_length "
                 f"({self.embedder.max_length}): the longest allowed document would not fit in a micro-batch"

@@ -41,7 +41,10 @@ def test_defaults_follow_jql():
     cfg = load_config()
     assert isinstance(cfg, JobConfig)
     assert cfg.scorer.embedder.model == DEFAULT_EMBEDDER == "Snowflake/snowflake-arctic-embed-m-v2.0"
-    assert cfg.scorer.embedder.max_length == 8192
+    assert cfg.scorer.embedder.max_length == "auto"  # the model's own: 8192 for this one, as JQL truncates
+    from spark_jql.scoring.models import resolve
+
+    assert resolve(cfg.scorer.embedder).max_length == 8192
     assert cfg.scorer.embedder.trust_remote_code is False
     assert cfg.scorer.aggregate == "mean"
     assert [h.name for h in cfg.scorer.heads] == [h.name for h in default_heads()]

@@ -192,7 +192,8 @@ def test_per_model_defaults_and_provenance():
     assert resolve(EmbedderConfig(model="Alibaba-NLP/gte-multilingual-base", pooling="mean")).pooling == "mean"
     record = provenance(EmbedderConfig(model="Alibaba-NLP/gte-multilingual-base", revision="abc", max_length=512))
     assert record == {"embedder": "Alibaba-NLP/gte-multilingual-base", "revision": "abc", "max_length": 512,
-                      "pooling": "cls", "normalize": True, "prefix": "", "task_adapter": None, "dtype": "auto"}
+                      "pooling": "cls", "normalize": True, "prefix": "", "task_adapter": None, "dtype": "auto",
+                      "layout": "native"}
 
 
 def test_head_metadata_must_match_the_embedder(gte_bundle, tmp_path, caplog):

@@ -273,3 +273,25 @@ def test_bad_training_inputs_name_the_column(tmp_path):
     pq.write_table(pa.table({"score": labels, "embedding": [r[:8].tolist() for r in x]}), tmp_path / "narrow" / "p.parquet")
     with pytest.raises(InputError, match=r"validation embeddings .*narrow have 8 values per row, the training set 32"):
         train_from_parquet(tmp_path / "ok", tmp_path / "out", ["score"], TrainConfig(**FAST), validation=tmp_path / "narrow")
+
+
+def test_heads_record_the_embedder_embed_wrote_with_the_column(tmp_path):
+    """An embed output carries its provenance in Spark's schema footer; train records embedder and pooling from it."""
+    from spark_jql.method.train import SPARK_SCHEMA_KEY, train_from_parquet
+
+    x, labels, _ = synthetic(n=200, seed=1)
+    table = pa.table({"id": [str(i) for i in range(200)], "language": ["en"] * 200, "score": labels,
+                      "embedding": pa.array([r.tolist() for r in x], type=pa.list_(pa.float32()))})
+    provenance = {"embedder": "jinaai/jina-embeddings-v3", "pooling": "mean", "prefix": "", "layout": "jina-original"}
+    spark_schema = {"type": "struct", "fields": [
+        {"name": "embedding", "type": {"type": "array", "elementType": "float", "containsNull": True}, "nullable": True,
+         "metadata": {"spark_jql": provenance}}]}
+    (tmp_path / "emb").mkdir()
+    pq.write_table(table.replace_schema_metadata({SPARK_SCHEMA_KEY: json.dumps(spark_schema)}),
+                   tmp_path / "emb" / "part-0.parquet")
+    report = train_from_parquet(tmp_path / "emb", tmp_path / "heads", {"Edu": "score"}, TrainConfig(**FAST))
+    assert report["embedding_provenance"] == provenance
+    head = load_head_file(tmp_path / "heads" / "Edu.ckpt", "Edu")
+    assert (head.meta["embedder"], head.meta["pooling"]) == ("jinaai/jina-embeddings-v3", "mean")
+    sidecar = json.loads((tmp_path / "heads" / "Edu.json").read_text())
+    assert (sidecar["embedder"], sidecar["pooling"]) == ("jinaai/jina-embeddings-v3", "mean")

@@ -326,6 +326,7 @@ def save_trained_heads(
     out_dir: str | Path,
     config: TrainConfig | None = None,
     embedder: str | None = None,
+    pooling: str | None = None,
 ) -> dict:
     """Write each head as ``<name>.safetensors`` + ``.json`` and ``<name>.ckpt`` (JQL Lightning layout).
 
@@ -340,12 +341,12 @@ def save_trained_heads(
     report = {"config": cfg.model_dump(), "embedder": embedder, "embedder_digest": digest, "heads": {}}
     heads_section = []
     for name, r in results.items():
-        meta = {"label": r.label, "embedder": embedder, "embedder_digest": digest, "best_epoch": r.best_epoch,
+        meta = {"label": r.label, "embedder": embedder, "embedder_digest": digest, "pooling": pooling, "best_epoch": r.best_epoch,
                 "validation": r.validation, "train_documents": r.train_documents,
                 "validation_documents": r.validation_documents}
         st = save_safetensors_head(r.head, out / f"{name}.safetensors", **meta, test=r.test, train_config=cfg.model_dump())
         hp = {"learning_rate": cfg.learning_rate, "label": r.label, "embedder": embedder or "",
-              "embedder_digest": digest or "", "seed": cfg.seed}
+              "embedder_digest": digest or "", "pooling": pooling or "", "seed": cfg.seed}
         ckpt = save_lightning_checkpoint(r.head, out / f"{name}.ckpt", hp)
         report["heads"][name] = {**meta, "validation_per_language": r.validation_per_language, "test": r.test,
                                  "safetensors": str(st), "checkpoint": str(ckpt), "history": r.history}
@@ -614,6 +615,27 @@ def load_embeddings(path: str | Path, label_columns: list[str] | None = None, em
     return EmbeddingSet(get("id"), get("language"), matrix, labels)
 
 
+SPARK_SCHEMA_KEY = b"org.apache.spark.sql.parquet.row.metadata"  # Spark's schema (with column metadata) in a parquet footer
+
+
+def column_provenance(parquet_file: str | Path, column: str) -> dict:
+    """The ``spark_jql`` metadata ``embed`` wrote with ``column`` (embedder, pooling, prefix, ...); {} when none."""
+    import pyarrow.parquet as pq
+
+    from spark_jql.schema import PROVENANCE_KEY
+
+    try:
+        footer = pq.read_schema(str(parquet_file)).metadata or {}
+        fields = json.loads(footer[SPARK_SCHEMA_KEY]).get("fields", []) if SPARK_SCHEMA_KEY in footer else []
+    except (OSError, ValueError):
+        return {}
+    for entry in fields:
+        if entry.get("name") == column:
+            found = (entry.get("metadata") or {}).get(PROVENANCE_KEY)
+            return dict(found) if isinstance(found, dict) else {}
+    return {}
+
+
 def train_from_parquet(
     embeddings: str | Path,
     output: str | Path,
@@ -627,7 +649,8 @@ def train_from_parquet(
 
     ``labels``: label columns (head name = column), or head name -> column; None: every label
     column. ``validation`` / ``test``: other embed outputs with the same label columns (no random
-    split when a validation set is given). Streams from parquet in bounded memory. Writes the
+    split when a validation set is given). ``embedder``: recorded in each head's metadata; by default the
+    embedder (and pooling) ``embed`` recorded with the embedding column. Streams from parquet in bounded memory. Writes the
     heads, ``training_report.json`` and ``heads.yaml`` under ``output``; returns the report.
     """
     cfg = config or TrainConfig()
@@ -640,7 +663,9 @@ def train_from_parquet(
             for role, path in (("validation", validation), ("test", test))}
     results = train_heads(source, {h: source.labels[c] for h, c in specs.items()}, cfg, specs,
                           validation=sets["validation"], test=sets["test"])
-    report = save_trained_heads(results, output, cfg, embedder)
+    written = column_provenance(source.files[0], source.column)  # what embed recorded with the column
+    report = save_trained_heads(results, output, cfg, embedder or written.get("embedder"), written.get("pooling"))
+    report["embedding_provenance"] = written
     report["documents"] = {role: int(s.valid.sum()) for role, s in (("train", source), *sets.items()) if s is not None}
     report["dim"] = source.dim
     Path(output, "training_report.json").write_text(json.dumps(report, indent=2, default=str))

@@ -19,6 +19,7 @@ from spark_jql.config import EmbedderConfig
 from spark_jql.scoring import simulated
 from spark_jql.scoring.hub import is_local, model_load_error, require_local
 from spark_jql.scoring.models import load_encoder, provenance, resolve
+from spark_jql.scoring.tokenization import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,14 @@ class Embedder:
     """Tokenizer + encoder, loaded once; embeds padded micro-batches."""
 
     def __init__(self, config: EmbedderConfig, device: torch.device | str | None = None):
-        from transformers import AutoTokenizer
-
         config = resolve(config)
         self.config = config
         self.device = resolve_device(str(device) if device is not None else config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
         require_local(config.model, "embedder")
         local = is_local(config.model)
-        common = dict(revision=config.revision, trust_remote_code=config.trust_remote_code, local_files_only=local)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(config.model, **common)
+            self.tokenizer = load_tokenizer(config.model, config.revision, local, config.trust_remote_code)
             self.model = load_encoder(config, self.dtype, local)
         except Exception as err:
             raise model_load_error(config.model, err) from err

@@ -137,12 +137,10 @@ def _check_tokenizer(model_dir: Path, embedder: EmbedderConfig, rows: int | None
             "transformers would build an empty tokenizer that turns every word into <unk>. "
             "Save the model's tokenizer beside it (tokenizer.save_pretrained)"
         )
-    from transformers import AutoTokenizer
+    from spark_jql.scoring.tokenization import load_tokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(model_dir), trust_remote_code=embedder.trust_remote_code, local_files_only=True
-        )
+    try:  # the tokenizer the embedder runs (tokenizer.json verbatim where present)
+        tokenizer = load_tokenizer(str(model_dir), None, local=True, trust_remote_code=embedder.trust_remote_code)
         ids = tokenizer(PROBE_TEXT)["input_ids"]
     except Exception as err:
         raise ModelFilesError(f"cannot load the tokenizer in {model_dir} ({type(err).__name__}: {first_line(err)})") from None
