@@ -7,10 +7,13 @@ wrong type fails before Spark starts, with the offending key in the message.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -482,7 +485,38 @@ class JobConfig(_Strict):
         return self
 
 
-def _format_errors(err: ValidationError, source: str, overridden: tuple[str, ...] = ()) -> str:
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``X``, ``X | None``, ``list[X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys allowed next to the one at ``loc`` (list indices skipped); [] where that is not a model."""
+    cls = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part) if cls is not None else None
+        cls = _model_in(field.annotation) if field is not None else None
+        if cls is None:
+            return []
+    return list(cls.model_fields) if cls is not None else []
+
+
+def did_you_mean(model: type[BaseModel] | None, loc: tuple) -> str:
+    """`` (did you mean 'quantile'?)`` for a misspelt key, or ''."""
+    close = difflib.get_close_matches(str(loc[-1]), _known_keys(model, loc), n=1, cutoff=0.6) if loc else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _format_errors(err: ValidationError, source: str, overridden: tuple[str, ...] = (),
+                   model: type[BaseModel] | None = None) -> str:
     """One line (the CLI prints errors as one line): ``invalid configuration (src): key: why (got x); key2: ...``.
 
     ``src`` says where the faulty values came from: the file, ``--set`` (keys a ``--set`` override gave or
@@ -491,7 +525,8 @@ def _format_errors(err: ValidationError, source: str, overridden: tuple[str, ...
     parts, origins = [], set()
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        msg = ("unknown key" + did_you_mean(model, tuple(e["loc"])) if e["type"] == "extra_forbidden"
+               else e["msg"].removeprefix("Value error, "))
         shown = e["type"] not in ("extra_forbidden", "value_error") and not isinstance(e["input"], dict)
         parts.append((f"{key}: " if key else "") + msg + (f" (got {e['input']!r})" if shown else ""))
         given = any(key == o or key.startswith(o + ".") for o in overridden)  # the value itself came from --set
@@ -559,16 +594,22 @@ def _read_config_file(path: Path) -> dict:
                           "config such as conf/gpu-cluster.yaml, conf/emr.yaml or conf/databricks.yaml")
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return loaded
+    return substitute_env(loaded, f"config file {path}")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, model: type[BaseModel] = JobConfig):
-    """Load a YAML file (optional), apply ``key=value`` overrides, validate."""
+def load_config(path: str | Path | Sequence[str | Path] | None = None, overrides: list[str] | None = None,
+                model: type[BaseModel] = JobConfig):
+    """Load YAML files (none, one or several), apply ``key=value`` overrides, validate.
+
+    Several files merge in order: a later file wins, mappings merge key by key (lists and values are
+    replaced whole); the ``--set`` overrides apply last. ``${VAR}`` and ``${VAR:-default}`` in a file's
+    values are replaced from the environment (:func:`substitute_env`).
+    """
+    files = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     tree: dict = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        tree, source = _read_config_file(path), str(path)
+    for file in files:
+        tree = merge_trees(tree, _read_config_file(Path(file)))
+    source = " + ".join(str(f) for f in files) or "defaults"
     overridden = []
     for item in overrides or []:
         key, value = parse_override(item)
@@ -577,7 +618,52 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return model.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source, tuple(overridden))) from None
+        raise ConfigError(_format_errors(err, source, tuple(overridden), model)) from None
+
+
+def merge_trees(base: dict, update: dict) -> dict:
+    """``update`` over ``base``: mappings merged key by key (recursively), anything else replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_trees(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute_env(tree: Any, where: str, environ: Mapping[str, str] | None = None, key: str = "") -> Any:
+    """Every string value of ``tree`` with ``${VAR}`` / ``${VAR:-default}`` replaced from the environment.
+
+    As in the shell, ``${VAR:-default}`` takes the default when VAR is unset or empty, and ``${VAR}`` of a set
+    but empty variable is empty. ``$${`` is a literal ``${``. An unset variable without a default is a
+    ConfigError naming the file (``where``), the key and the variable.
+    """
+    environ = os.environ if environ is None else environ
+    if isinstance(tree, dict):
+        return {k: substitute_env(v, where, environ, f"{key}.{k}" if key else str(k)) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [substitute_env(v, where, environ, f"{key}.{i}") for i, v in enumerate(tree)]
+    if not isinstance(tree, str) or "${" not in tree:
+        return tree
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        value = environ.get(name)
+        if value:
+            return value
+        if default is not None:
+            return default
+        if value is not None:  # set but empty, no default: empty, as the shell does
+            return value
+        raise ConfigError(f"{where}: {key}: environment variable {name} is not set (${{{name}}}); export it "
+                          f"or give a default, ${{{name}:-value}}")
+
+    parts = tree.split("$${")
+    return "${".join(ENV_REFERENCE.sub(replace, part) for part in parts)
 
 
 # --- JQL steps 2 and 3: LLM judges and head training ---------------------------------------------

@@ -142,3 +142,38 @@ def test_output_is_a_regular_file(spark, gte_bundle, tmp_path, capsys):
     err = _one_line(capsys, main([*args, "langid", "--output", str(taken)]))
     assert f"output {taken} is a regular file" in err
     assert taken.read_text() == "keep me\n"
+
+
+@case("`${VAR}` in a config file with VAR unset (no `${VAR:-default}`), or a misspelt key (`filter.quantle`)",
+      "exit 2 before Spark starts: `config file <f>: io.output: environment variable OUT is not set (${OUT}); export it "
+      "or give a default, ${OUT:-value}` / `invalid configuration (--set): filter.quantle: unknown key (did you mean "
+      "'quantile'?)`; before, `${OUT}` was kept as a literal folder name")
+def test_unset_variable_and_misspelt_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OUT", raising=False)
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text("io:\n  output: ${OUT}/jql\n")
+    err = _one_line(capsys, main(["-c", str(cfg), "validate"]))
+    assert f"config file {cfg}: io.output: environment variable OUT is not set" in err
+    err = _one_line(capsys, main(["--set", "filter.quantle=0.7", "validate"]))
+    assert "filter.quantle: unknown key (did you mean 'quantile'?)" in err
+
+
+@case("`thresholds` or `filter` on an `io.output` without `scored/` (or `filter` without `thresholds.json`), or a "
+      "local `io.input` that matches nothing, with a local Spark master",
+      "exit 2 in well under a second, before the JVM starts: `no scored output at <out>/scored: thresholds reads "
+      "<io.output>/scored/ (not io.input); run annotate (or run) first ...` / `input '<glob>' matches no file`; "
+      "on a cluster (spark-submit, Databricks, Connect, a Hadoop client) Spark's own check says it")
+def test_missing_earlier_output_before_spark(tmp_path, capsys, monkeypatch):
+    import time
+
+    from spark_jql.cli.early import CLUSTER_ENV
+
+    for var in CLUSTER_ENV:
+        monkeypatch.delenv(var, raising=False)
+    base = ["--set", f"io.output={tmp_path / 'out'}", "--set", "spark.master=local[1]"]
+    start = time.perf_counter()
+    err = _one_line(capsys, main([*base, "thresholds"]))
+    assert f"no scored output at {tmp_path / 'out' / 'scored'}: thresholds reads" in err
+    err = _one_line(capsys, main([*base, "--set", f"io.input=[{tmp_path}/*.parquet]", "annotate"]))
+    assert f"input '{tmp_path}/*.parquet' matches no file" in err
+    assert time.perf_counter() - start < 5  # no JVM

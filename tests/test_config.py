@@ -233,3 +233,74 @@ def test_scorer_section_alone():
     cfg = load_config(None, ["embedder.model=/models/x", "token_budget=4096", "embedder.max_length=4096"], model=ScorerConfig)
     assert isinstance(cfg, ScorerConfig)
     assert cfg.embedder.model == "/models/x" and cfg.token_budget == 4096
+
+
+# -- several files, environment substitution, did you mean --------------------
+def test_config_files_merge_in_order_then_set(tmp_path):
+    a = tmp_path / "a.yaml"
+    a.write_text("io:\n  input: [data/*.parquet]\n  output: out_a\nscorer:\n  embedder:\n    model: /models/enc\n"
+                 "    max_length: 512\nspark:\n  conf:\n    spark.executor.cores: 4\n")
+    b = tmp_path / "b.yaml"
+    b.write_text("io:\n  output: out_b\nscorer:\n  embedder:\n    max_length: 1024\nspark:\n  conf:\n    spark.task.cpus: 2\n")
+    cfg = load_config([a, b])
+    assert cfg.io.input == ["data/*.parquet"]  # only in a: kept
+    assert cfg.io.output == "out_b"  # in both: the later file wins
+    assert cfg.scorer.embedder.model == "/models/enc" and cfg.scorer.embedder.max_length == 1024  # merged key by key
+    assert cfg.spark.conf == {"spark.executor.cores": "4", "spark.task.cpus": "2"}
+    assert load_config([b, a]).io.output == "out_a"
+    assert load_config([a, b], ["io.output=out_set"]).io.output == "out_set"  # --set last
+
+
+def test_merge_replaces_lists_whole():
+    from spark_jql.config import merge_trees
+
+    assert merge_trees({"a": {"x": [1, 2], "y": 1}}, {"a": {"x": [3]}}) == {"a": {"x": [3], "y": 1}}
+    assert merge_trees({"a": 1}, {"a": {"b": 2}}) == {"a": {"b": 2}}
+
+
+def test_error_names_every_merged_file(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("filter:\n  quantile: 0.6\n")
+    b.write_text("filter:\n  quantile: 1.5\n")
+    msg = _error([], [a, b])
+    assert f"{a} + {b}" in msg and "filter.quantile" in msg
+
+
+def test_environment_substitution_in_yaml_values(tmp_path, monkeypatch):
+    path = tmp_path / "job.yaml"
+    path.write_text("io:\n  output: ${OUT}/jql\n  input: ['${DATA:-data}/*.parquet']\n"
+                    "scorer:\n  max_batch_docs: ${BATCH:-64}\n  embedder:\n    model: $${NOT_A_VAR}\n")
+    monkeypatch.setenv("OUT", "/tmp/run1")
+    monkeypatch.delenv("DATA", raising=False)
+    monkeypatch.delenv("BATCH", raising=False)
+    cfg = load_config(path)
+    assert cfg.io.output == "/tmp/run1/jql"
+    assert cfg.io.input == ["data/*.parquet"]  # the default
+    assert cfg.scorer.max_batch_docs == 64  # a number once substituted
+    assert cfg.scorer.embedder.model == "${NOT_A_VAR}"  # $${ is a literal ${
+    monkeypatch.setenv("DATA", "/lake")
+    monkeypatch.setenv("BATCH", "128")
+    cfg = load_config(path)
+    assert cfg.io.input == ["/lake/*.parquet"] and cfg.scorer.max_batch_docs == 128
+
+
+def test_unset_variable_without_default_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "job.yaml"
+    path.write_text("io:\n  output: ${JQL_SURELY_UNSET_VAR}/out\n")
+    monkeypatch.delenv("JQL_SURELY_UNSET_VAR", raising=False)
+    msg = _error([], path)
+    assert str(path) in msg and "io.output" in msg and "JQL_SURELY_UNSET_VAR is not set" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("filter.quantle=0.7", "filter.quantle: unknown key (did you mean 'quantile'?)"),
+    ("filtr.quantile=0.7", "filtr: unknown key (did you mean 'filter'?)"),
+    ("scorer.embedder.max_lenght=512", "(did you mean 'max_length'?)"),
+    ("scorer.heads=[{name: a, pth: /x.ckpt}]", "scorer.heads.0.pth: unknown key (did you mean 'path'?)"),
+])
+def test_unknown_key_suggests_the_closest(override, hint):
+    assert hint in _error([override])
+
+
+def test_unknown_key_without_a_close_one_suggests_nothing():
+    assert "did you mean" not in _error(["filter.zzzzzz=1"])

@@ -109,3 +109,25 @@ def test_demo_runs_at_its_smallest_size(spark, tmp_path, capsys):
     # (at this size the heads see 48 training documents: the kept/dropped values are noise, not asserted; the
     # 700-document test above checks what the demo claims)
     assert Path(result["report"]).is_file()
+    assert result["resumed"] == {"heads": False, "units": 0}
+
+    # the demo's config continues where it stopped: its thresholds, a filter at another quantile
+    demo_yaml = tmp_path / "demo" / "demo.yaml"
+    assert result["config"] == str(demo_yaml) and demo_yaml.is_file()
+    assert any(f"-c {tmp_path / 'demo' / 'demo.yaml'} --set filter.quantile=0.7 filter" in c for c in result["next"])
+    capsys.readouterr()
+    assert cli.main(["-c", str(demo_yaml), "thresholds"]) == 0
+    assert str(tmp_path / "demo" / "results" / "thresholds.json") in capsys.readouterr().out
+    assert cli.main(["-c", str(demo_yaml), "--set", "filter.quantile=0.7", "filter", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["filter"]["quantile"] == 0.7
+
+    # a rerun into the same folder resumes: same heads, no unit scored again
+    heads_before = (tmp_path / "demo" / "models" / "heads" / "heads.yaml").read_text()
+    again = run_demo(str(tmp_path / "demo"), docs=MIN_DOCS)
+    assert again["resumed"]["heads"] is True and again["resumed"]["units"] >= 1
+    summary = json.loads(Path(again["summary"]).read_text())
+    assert summary["annotate"]["scored_now"] == 0
+    assert (tmp_path / "demo" / "models" / "heads" / "heads.yaml").read_text() == heads_before
+    assert again["kept"] == result["kept"]
+    assert cli.main(["demo", "--docs", str(MIN_DOCS + 1), "--output", str(tmp_path / "demo")]) == cli.EXIT_USER_ERROR
+    assert f"holds a demo of --docs {MIN_DOCS}" in capsys.readouterr().err

@@ -41,7 +41,11 @@ def test_cli_run_writes_every_output(spark, gte_bundle, gz_input, tmp_path, caps
     args = ["-c", str(REPO / "conf" / "local.yaml"), *_overrides(gte_bundle, str(gz_input / "*.jsonl.gz"), out)]
     assert main([*args, "run"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert json.loads(capsys.readouterr().out) == summary
+    human = capsys.readouterr().out.splitlines()  # a short summary for people, the JSON in summary.json
+    assert len(human) < 30
+    assert any(f"kept {summary['filter']['kept_rows']} of 240" in line for line in human)
+    assert any(line.split() == ["filtered", str(out / "filtered")] for line in human)
+    assert human[-1].startswith("next: spark-jql -c ") and human[-1].endswith(" report")
     assert summary["annotate"]["input_rows"] == summary["annotate"]["scored_rows"] == 240
     f = summary["filter"]
     assert f["kept_rows"] + f["dropped_rows"] == f["scored_rows"] == 240
@@ -63,8 +67,9 @@ def test_cli_run_writes_every_output(spark, gte_bundle, gz_input, tmp_path, caps
         assert r[schema.AGGREGATE] < r[schema.THRESHOLD]
 
     # Stages run alone read the scored output back: filter again at 0.7 with the saved thresholds.
-    assert main([*args, "--set", "filter.quantile=0.7", "filter"]) == 0
+    assert main([*args, "--set", "filter.quantile=0.7", "filter", "--json"]) == 0
     again = json.loads((out / "summary.json").read_text())
+    assert json.loads(capsys.readouterr().out) == again
     assert again["annotate"] == summary["annotate"]
     assert again["filter"]["quantile"] == 0.7
     assert again["filter"]["kept_rows"] <= f["kept_rows"]

@@ -213,3 +213,60 @@ def test_package_writes_what_the_emr_step_expects(tmp_path):
     assert Path(files["launcher"]).name in [Path(a).name for a in step] and "run_job(" in Path(files["launcher"]).read_text()
     assert (tmp_path / "emr" / "conf" / "getGpusResources.sh").is_file()
     assert 'SRC/conf/getGpusResources.sh' in (CONF / "emr-bootstrap.sh").read_text()
+
+
+# -- resource arithmetic: every recipe runs as many tasks as its GPUs allow, and its heap holds their batches -----
+# Databricks runs one executor per worker with all its cores: the node type decides them (vCPUs, GPUs).
+NODE_TYPES = {"g5.4xlarge": (16, 1)}
+
+
+def _recipes() -> dict[str, dict[str, str]]:
+    """Each recipe's Spark settings: conf/*.yaml spark.conf, the EMR step's --conf, the Databricks cluster spec."""
+    found = {name.name: load_config(name).spark.conf for name in sorted(CONF.glob("*.yaml"))}
+    found["emr-step.json"] = _conf_pairs(json.loads((CONF / "emr-step.json").read_text())[0]["Args"])
+    spec = json.loads((CONF / "databricks-cluster.json").read_text())
+    cores, gpus = NODE_TYPES[spec["node_type_id"]]
+    found["databricks-cluster.json"] = {"spark.executor.cores": str(cores), "spark.executor.resource.gpu.amount": str(gpus),
+                                        **spec["spark_conf"]}
+    return found
+
+
+def _gib(value: str) -> float:
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([kmgt]?)b?", value.strip().lower()).groups()
+    return float(number) * {"k": 2**-20, "m": 2**-10, "g": 1, "t": 2**10, "": 2**-30}[unit]
+
+
+@pytest.mark.parametrize("name", sorted(_recipes()))
+def test_executor_cores_equal_tasks_per_gpu_times_task_cpus(name):
+    conf = _recipes()[name]
+    if "spark.task.resource.gpu.amount" not in conf:
+        pytest.skip(f"{name} schedules no GPUs")
+    gpus = float(conf["spark.executor.resource.gpu.amount"])
+    tasks = gpus / float(conf["spark.task.resource.gpu.amount"])
+    assert tasks == int(tasks) >= 1, f"{name}: {gpus} GPUs / task amount is not a whole number of tasks"
+    cores, task_cpus = int(conf["spark.executor.cores"]), int(conf.get("spark.task.cpus", "1"))
+    assert cores == int(tasks) * task_cpus, (
+        f"{name}: executor cores {cores} != {int(tasks)} task(s) by GPU x spark.task.cpus {task_cpus}: Spark would run "
+        f"{cores // task_cpus} task(s) by CPU and waste the rest")
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(_recipes()) if "spark.executor.memory" in _recipes()[n]])
+def test_executor_heap_holds_long_document_batches(name):
+    """2 Arrow batches (to Python and back) of arrow_batch_size documents of 64 KiB, plus 2 x maxPartitionBytes of
+    parquet buffers, per task, within Spark's 60% of (heap - 300 MiB)."""
+    conf = _recipes()[name]
+    batch = int(conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
+    tasks = int(conf["spark.executor.cores"]) // int(conf.get("spark.task.cpus", "1"))
+    per_task = 2 * batch * 64 * 2**-20 + 2 * _gib(conf.get("spark.sql.files.maxPartitionBytes", "128m"))
+    usable = 0.6 * (_gib(conf["spark.executor.memory"]) - 0.3)
+    assert usable >= 2 * tasks * per_task, f"{name}: {usable:.1f} GiB for {tasks} task(s) of ~{per_task:.1f} GiB"
+
+
+def test_gpu_recipes_size_the_executor_heap():
+    for name in ("gpu-cluster.yaml", "emr.yaml", "emr-step.json"):
+        assert _gib(_recipes()[name]["spark.executor.memory"]) >= 8, name
+
+
+def test_databricks_recipe_is_single_user():
+    spec = json.loads((CONF / "databricks-cluster.json").read_text())
+    assert spec["data_security_mode"] == "SINGLE_USER" and spec["single_user_name"]

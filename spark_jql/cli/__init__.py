@@ -9,7 +9,7 @@ Every subcommand takes ``-c/--config``, ``-s/--set`` and ``-v`` before or after 
 configuration or the input (one line on stderr), 1 anything else (a traceback).
 
 For job tasks that must fail loudly (Databricks, Airflow), call :func:`run_job`, which
-raises instead of returning an exit code.
+raises instead of returning an exit code (and returns the full summary dict).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from spark_jql.cli import (
@@ -35,6 +36,7 @@ from spark_jql.errors import SparkJQLError, worker_error
 from spark_jql.interrupts import as_interrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # one timestamp format for every line the CLI logs
 SPARK_LOG_ENV = "SPARK_JQL_SPARK_LOG"  # spark/spark_log.py: where Spark's own log lines go (read when a session starts)
 
 
@@ -46,16 +48,55 @@ def all_commands() -> list[Command]:
 def _global_options(parser: argparse.ArgumentParser, suffix: str = "", suppress: bool = False) -> None:
     """-c/--set/-v; on subcommands they land in ``*_after`` so values given on both sides merge."""
     default = (lambda d: argparse.SUPPRESS) if suppress else (lambda d: d)
-    parser.add_argument("--config", "-c", dest="config" + suffix, default=default(None), metavar="PATH",
-                        help="YAML config (see conf/); defaults apply where it is silent")
+    parser.add_argument("--config", "-c", dest="config" + suffix, action="append", default=default([]), metavar="PATH",
+                        help="YAML config (see conf/); repeat to merge several, later files winning key by key; "
+                             "${VAR} and ${VAR:-default} take values from the environment; defaults apply where all are silent")
     parser.add_argument("--set", "-s", dest="overrides" + suffix, action="append", default=default([]),
                         metavar="KEY=VALUE", help="override a config value, e.g. --set scorer.token_budget=32768 (repeatable)")
     parser.add_argument("--verbose", "-v", dest="verbose" + suffix, action="count", default=default(0),
                         help="more logging (-vv for debug)")
+    parser.add_argument("--json", dest="json" + suffix, action="store_true", default=default(False),
+                        help="print the full summary as JSON instead of the short human one")
+
+
+DESCRIPTION = """\
+The JQL stages from YAML configs with --set key=value overrides.
+
+  spark-jql -c conf/local.yaml run
+  spark-jql run -c conf/local.yaml -c site.yaml --set io.input='[data/*.parquet]'
+  spark-jql demo                      # offline demo on generated data
+
+Every subcommand takes -c/--config, -s/--set and -v before or after its name; 'spark-jql COMMAND --help'
+describes it. Several -c files merge in order (later wins), then --set. Each stage prints a short summary;
+--json prints the full summary (also in <io.output>/summary.json).
+Exit codes: 0 success, 2 a problem with the configuration or the input (one line on stderr), 1 anything else."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; an option's default appended once, where its help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = not (action.default is None or isinstance(action.default, bool) or action.default == []
+                     or action.default == argparse.SUPPRESS)
+        if shown and "default" not in text and action.option_strings and action.nargs != 0:
+            text += " (default: %(default)s)"
+        return text
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("spark_jql")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, or spark_jql.zip on a cluster
+        return "unknown (not installed)"
 
 
 def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spark-jql", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="spark-jql", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"spark-jql {version()}")
     _global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for cmd in commands or all_commands():
@@ -63,8 +104,7 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
             p = sub.add_parser(cmd.name, help=cmd.help, add_help=False)
             p.add_argument("passthrough_args", nargs=argparse.REMAINDER)
             continue
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description or cmd.help,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description or cmd.help, formatter_class=HelpFormatter)
         _global_options(p, "_after", suppress=True)
         cmd.add_arguments(p)
     return parser
@@ -73,11 +113,12 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
 def parse_args(argv: list[str]) -> argparse.Namespace:
     passthrough = {c.name for c in all_commands() if c.passthrough}
     if argv[:1] and argv[0] in passthrough:  # its own options, --help included, go to it untouched
-        return argparse.Namespace(command=argv[0], passthrough_args=argv[1:], config=None, overrides=[], verbose=0)
+        return argparse.Namespace(command=argv[0], passthrough_args=argv[1:], config=[], overrides=[], verbose=0, json=False)
     args = build_parser().parse_args(argv)
-    args.config = getattr(args, "config_after", None) or args.config
+    args.config = list(args.config) + list(getattr(args, "config_after", []))
     args.overrides = list(args.overrides) + list(getattr(args, "overrides_after", []))
     args.verbose = args.verbose + getattr(args, "verbose_after", 0)
+    args.json = args.json or getattr(args, "json_after", False)
     return args
 
 
@@ -96,7 +137,7 @@ class _NotAnInterrupt(logging.Filter):
 
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt=TIME_FORMAT)
     for handler in logging.getLogger().handlers:  # py4j logs an interrupted call with its traceback: the CLI's line says it
         if not any(isinstance(f, _NotAnInterrupt) for f in handler.filters):
             handler.addFilter(_NotAnInterrupt())
@@ -108,7 +149,10 @@ def _setup_logging(verbose: int) -> None:
 
 def run_job(argv: list[str]) -> dict | None:
     """Run one subcommand and return its summary; raises on any failure (for job tasks)."""
-    args = parse_args(list(argv))
+    return _run(parse_args(list(argv)))
+
+
+def _run(args: argparse.Namespace) -> dict | None:
     _setup_logging(args.verbose)
     command = {c.name: c for c in all_commands()}[args.command]
     try:
@@ -123,15 +167,17 @@ def run_job(argv: list[str]) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script: prints the summary as JSON; user errors are one line and exit code 2."""
+    """The console script: prints a short summary (the JSON with --json); user errors are one line and exit code 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     quiet = sum(len(a) - 1 for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}) + argv.count("--verbose") < 2
     before = os.environ.get(SPARK_LOG_ENV)
     if quiet and before is None:  # Spark's own log lines to a file: the console keeps the one line that matters
         os.environ[SPARK_LOG_ENV] = str(Path(tempfile.gettempdir()) / f"spark_jql-{os.getpid()}.log")
+    start = time.perf_counter()
     try:
+        args = parse_args(argv)
         with as_interrupted():
-            result = run_job(argv)
+            result = _run(args)
     except (ConfigError, SparkJQLError) as err:
         print(f"spark-jql: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -147,5 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(result, int):  # passthrough commands (bench) return their own exit code
         return result
     if result is not None:
-        print(json.dumps(result, indent=2, default=str))
+        render = {c.name: c for c in all_commands()}[args.command].render
+        if render is None or args.json:
+            print(json.dumps(result, indent=2, default=str))
+        else:
+            print(render(result, args, time.perf_counter() - start))
     return EXIT_OK

@@ -19,6 +19,12 @@ def _demo(args: argparse.Namespace) -> dict:
     return run_demo(args.output, args.docs, args.config, args.overrides, args.labelled_share)
 
 
+def _demo_render(result: dict, args: argparse.Namespace, seconds: float) -> str:
+    from spark_jql.devtools.demo import render
+
+    return render(result, args, seconds)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from spark_jql.devtools.bench import main as bench_main
 
@@ -38,11 +44,13 @@ def _package(args: argparse.Namespace) -> dict:
 
 COMMANDS = [
     Command("demo", "offline JQL demo: train heads on a labelled toy corpus, filter the rest, write the report",
-            _demo, _demo_arguments,
+            _demo, _demo_arguments, render=_demo_render,
             description="Generate a multilingual toy corpus with known educational value and a tiny bag-of-words\n"
                         "encoder offline; embed the labelled part and train heads on it (JQL step 3); annotate,\n"
                         "threshold and filter the rest with them (step 4) on a local Spark session; print how\n"
-                        "well kept and dropped documents separate; write the HTML report. Needs no download."),
+                        "well kept and dropped documents separate; write the HTML report. Needs no download.\n"
+                        "Writes <output>/demo.yaml, the corpus run's config: 'spark-jql -c <output>/demo.yaml COMMAND'\n"
+                        "continues from it. A rerun into the same folder reuses the data, the heads and the scored units."),
     Command("package", "write what a cluster job needs: spark_jql.zip, the run_job launcher, conf/, the wheel",
             _package, _package_arguments,
             description="Build the artifacts conf/emr-step.json, conf/emr-bootstrap.sh and submit.sh expect:\n"

@@ -4,25 +4,43 @@ from __future__ import annotations
 
 import argparse
 
+from spark_jql.cli import early
 from spark_jql.cli.registry import Command
 from spark_jql.config import load_config
 
-_OUTPUTS = """
-Reads io.input (files) and writes under io.output; see the README's "Outputs" section.
-Progress and the row accounting are written to <io.output>/summary.json."""
+_SUMMARY = """
+Prints a short summary (rows, where each output is, the next command); --json prints the full
+summary, which is also written to <io.output>/summary.json. See the README's "Outputs" section."""
+_FROM_INPUT = "\nReads io.input (or io.input_table) and writes under io.output." + _SUMMARY
+_FROM_SCORED = "\nReads <io.output>/scored/ (written by annotate or run), not io.input." + _SUMMARY
 
 
 def _stage(name: str):
     def run(args: argparse.Namespace) -> dict:
+        config = load_config(args.config, args.overrides)
+        if name in ("annotate", "run"):  # before the JVM starts: a missing local input is one line at once
+            early.inputs(config)
+        else:
+            early.earlier_outputs(config, name)
         from spark_jql.spark.job import Job
         from spark_jql.spark.session import session_for
 
-        config = load_config(args.config, args.overrides)
+        args.loaded_config = config
         job = Job(session_for(config), config)
         getattr(job, name)()
         return job.summary
 
     return run
+
+
+def _render(name: str):
+    def render(result: dict, args: argparse.Namespace, seconds: float) -> str:
+        from spark_jql.cli.summary import job_summary
+
+        config = getattr(args, "loaded_config", None) or load_config(args.config, args.overrides)
+        return job_summary(name, result, config, args.config, args.overrides, seconds)
+
+    return render
 
 
 def _stream_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,17 +72,17 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 COMMANDS = [
-    Command("annotate", "score every document; writes scored/ and stats/", _stage("annotate"),
+    Command("annotate", "score every document; writes scored/ and stats/", _stage("annotate"), render=_render("annotate"),
             description="Embed every document of io.input, score it with every head, and write scored/ (all input\n"
-                        "columns plus score_<head>, jql_score, jql_tokens, jql_truncated) and stats/." + _OUTPUTS),
-    Command("thresholds", "per-language quantiles of the scores; writes thresholds.json", _stage("thresholds"),
+                        "columns plus score_<head>, jql_score, jql_tokens, jql_truncated) and stats/." + _FROM_INPUT),
+    Command("thresholds", "per-language quantiles of the scores; writes thresholds.json", _stage("thresholds"), render=_render("thresholds"),
             description="Read scored/ back and compute each language's thresholds.quantiles of scorer.aggregate's\n"
-                        "score in one pass (percentile_approx); writes thresholds.json." + _OUTPUTS),
-    Command("filter", "keep documents at or above their language's threshold; writes filtered/, dropped/", _stage("filter"),
+                        "score in one pass (percentile_approx); writes thresholds.json." + _FROM_SCORED),
+    Command("filter", "keep documents at or above their language's threshold; writes filtered/, dropped/", _stage("filter"), render=_render("filter"),
             description="Read scored/ and thresholds.json; keep each document at or above its language's\n"
-                        "filter.quantile threshold (filtered/) and keep the rest with a reason (dropped/)." + _OUTPUTS),
-    Command("run", "annotate, thresholds and filter", _stage("run"),
-            description="annotate, then thresholds, then filter; a rerun resumes finished units." + _OUTPUTS),
+                        "filter.quantile threshold (filtered/) and keep the rest with a reason (dropped/)." + _FROM_SCORED),
+    Command("run", "annotate, thresholds and filter", _stage("run"), render=_render("run"),
+            description="annotate, then thresholds, then filter; a rerun resumes finished units." + _FROM_INPUT),
     Command("stream", "score a stream (Delta table or a folder) into filtered/, dropped/ by frozen thresholds", _stream,
             _stream_arguments,
             description="Structured Streaming: read io.input (a Delta table, io.input_table, or one folder of files)\n"

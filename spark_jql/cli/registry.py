@@ -18,7 +18,8 @@ class Command:
 
     ``run(args)`` returns a JSON-able summary (printed by the CLI) or ``None``; it raises
     ``ConfigError`` / ``SparkJQLError`` for problems the user can fix (exit code 2).
-    ``passthrough`` commands parse their own options (``bench``).
+    ``passthrough`` commands parse their own options (``bench``). ``render(result, args, seconds)`` turns the
+    summary into the few lines the CLI prints for people; without it (or with ``--json``) the CLI prints the JSON.
     """
 
     name: str
@@ -28,4 +29,5 @@ class Command:
     description: str = ""
     passthrough: bool = False
     aliases: tuple[str, ...] = field(default=())
+    render: Callable[[dict, argparse.Namespace, float], str] | None = None
 

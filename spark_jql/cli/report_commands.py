@@ -27,13 +27,13 @@ def _report(args: argparse.Namespace) -> dict:
 
 
 def _langid_arguments(lid: argparse.ArgumentParser) -> None:
-    lid.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     lid.add_argument("--output", help="output parquet directory (default: <io.output>/with_language)")
     lid.add_argument("--languages", help="comma-separated ISO 639-3 codes to choose among (default: all 75)")
     lid.add_argument("--max-chars", type=int, default=500, help="characters of each document looked at")
     lid.add_argument("--min-confidence", type=float, default=0.0, help="below this the language is null")
     lid.add_argument("--high-accuracy", action="store_true", help="lingua's high-accuracy mode (slower, ~1.4 GB per worker)")
-    lid.add_argument("--code-style", choices=["fineweb2", "iso639_3"], default="fineweb2")
+    lid.add_argument("--code-style", choices=["fineweb2", "iso639_3"], default="fineweb2",
+                     help="language codes as FineWeb2 writes them, or lingua's ISO 639-3")
     lid.add_argument("--if-exists", choices=["error", "replace", "fill"], default="error",
                      help="when the input already has a language column")
 

@@ -53,6 +53,11 @@ def prepare(output: str | Path, docs: int = 2000, labelled_share: float = 0.3, f
     """Write the labelled set, the corpus and the encoder under ``output`` (kept if already there)."""
     output = Path(output).resolve()
     labelled, corpus = output / "input" / "labelled", output / "input" / "corpus"
+    settings, made = {"docs": docs, "labelled_share": labelled_share}, output / "input" / "demo_settings.json"
+    if made.is_file() and json.loads(made.read_text()) != settings:
+        before = json.loads(made.read_text())
+        raise ConfigError(f"{output} holds a demo of --docs {before.get('docs')} --labelled-share {before.get('labelled_share')}; "
+                          "rerun with those to resume it, or give another --output (or delete the folder)")
     if not (labelled.exists() and corpus.exists()):
         records = generate_documents(docs, seed=7, labels=True)
         n_labelled = max(20, int(round(docs * labelled_share)))
@@ -60,10 +65,11 @@ def prepare(output: str | Path, docs: int = 2000, labelled_share: float = 0.3, f
         write_jsonl(records[:n_labelled], labelled / "part-0000.jsonl") if n_labelled < 200 else \
             write_jsonl(records[:n_labelled], labelled, files=2)
         write_jsonl(records[n_labelled:], corpus, files=files)
+        made.write_text(json.dumps(settings))
     encoder = output / "models" / "encoder"
     if not (encoder / "config.json").exists():
         build_bag_of_words_encoder(encoder, seed=11)
-    return {"labelled": labelled / "*.jsonl", "corpus": corpus / "*.jsonl", "encoder": encoder,
+    return {"root": output, "labelled": labelled / "*.jsonl", "corpus": corpus / "*.jsonl", "encoder": encoder,
             "heads": output / "models" / "heads", "results": output / "results"}
 
 
@@ -101,21 +107,32 @@ def run_demo(output: str = "demo_output", docs: int = 2000, config: str | None =
     say(f"JQL demo (offline, tiny bag-of-words encoder, toy corpus with known labels); outputs under {Path(output).resolve()}")
     spark = build_session(cfg.spark.master, cfg.spark.app_name, cfg.spark.conf)
 
-    # JQL step 3: embed the labelled set, train one head per judge
+    # JQL step 3: embed the labelled set, train one head per judge (kept from an earlier run into the same folder)
     embeddings = str(paths["results"] / "embeddings")
-    labelled_cfg = load_config(config, base + [f"io.input={json.dumps([str(paths['labelled'])])}"])  # embed loads no head
-    embedded = write_embeddings(labelled_cfg, embeddings, [*JUDGES, TRUTH])
+    trained_before = (paths["heads"] / "heads.yaml").is_file() and (paths["heads"] / "training_report.json").is_file() \
+        and Path(embeddings).is_dir()
+    if trained_before:
+        say(f"step 3: reusing the embeddings and heads of an earlier run in {paths['heads']} (delete it to retrain)")
+        report = json.loads((paths["heads"] / "training_report.json").read_text())
+        trained = report.get("heads", {})
+    else:
+        labelled_cfg = load_config(config, base + [f"io.input={json.dumps([str(paths['labelled'])])}"])  # embed loads no head
+        embedded = write_embeddings(labelled_cfg, embeddings, [*JUDGES, TRUTH])
+        say(f"step 3: embedded {embedded['rows']} labelled documents")
+        trained = train_demo_heads(embeddings, paths["heads"], str(paths["encoder"]))
     spread = pairwise_cosine_spread(load_embeddings(embeddings, []).embeddings)
-    say(f"step 3: embedded {embedded['rows']} labelled documents; pairwise cosine of their embeddings "
-        f"mean {spread['mean']:.3f}, std {spread['std']:.3f}, min {spread['min']:.3f}")
-    trained = train_demo_heads(embeddings, paths["heads"], str(paths["encoder"]))
+    say(f"step 3: pairwise cosine of the labelled embeddings mean {spread['mean']:.3f}, std {spread['std']:.3f}, "
+        f"min {spread['min']:.3f}")
     validation = {h: (r.get("validation") or {}).get("spearman") for h, r in trained.items()}
     say("step 3: trained heads " + ", ".join(f"{h} (validation Spearman vs its judge {_num(v)})" for h, v in validation.items()))
 
-    # JQL step 4: annotate, thresholds and filter the corpus with the trained heads
+    # JQL step 4: annotate, thresholds and filter the corpus with the trained heads, from the config written for the
+    # user (a rerun resumes the scored units: same inputs, same encoder, same heads)
     heads = yaml.safe_load((paths["heads"] / "heads.yaml").read_text())["heads"]
     cfg = load_config(config, base + [f"scorer.heads={json.dumps(heads)}"])
-    summary = Job(spark, cfg).run()
+    demo_yaml = write_demo_config(cfg, paths["root"] / DEMO_CONFIG)
+    say(f"config: {demo_yaml} (every spark-jql command takes it: -c {Path(output) / DEMO_CONFIG})")
+    summary = Job(spark, load_config(demo_yaml)).run()
     stats = _columns(paths["results"] / "stats", [TRUTH, *[f"score_{h}" for h in HEAD_NAMES], "jql_score"])
     quality = evaluate(stats, TRUTH)["overall"]
     held_out = {p.removeprefix("score_"): m["spearman"] for p, m in quality.items()}
@@ -129,6 +146,9 @@ def run_demo(output: str = "demo_output", docs: int = 2000, config: str | None =
         f"mean educational value kept {kept['mean']:.2f} vs dropped {dropped['mean']:.2f} (0-5); "
         f"share of mostly educational documents (value >= 3.5) kept {kept['high_share']:.0%} vs dropped {dropped['high_share']:.0%}")
 
+    if summary["annotate"].get("units_resumed"):
+        say(f"step 4: resumed {summary['annotate']['units_resumed']} of {summary['annotate']['units']} unit(s) scored "
+            "by an earlier run")
     report = write_report(spark, str(paths["results"]), filter_quantile=cfg.filter.quantile)
     say(f"report: {report['report']}")
     return {
@@ -140,7 +160,40 @@ def run_demo(output: str = "demo_output", docs: int = 2000, config: str | None =
         "kept": kept,
         "dropped": dropped,
         "summary": str(paths["results"] / "summary.json"),
+        "config": str(demo_yaml),
+        "resumed": {"heads": trained_before, "units": summary["annotate"].get("units_resumed", 0)},
+        "next": next_commands(Path(output) / DEMO_CONFIG, cfg),
     }
+
+
+DEMO_CONFIG = "demo.yaml"
+
+
+def write_demo_config(cfg, path: Path) -> Path:
+    """The demo's job config as YAML (what differs from the defaults), so ``spark-jql -c <it> COMMAND`` continues."""
+    import yaml
+
+    tree = cfg.model_dump(mode="json", exclude_defaults=True)
+    header = ("# Written by `spark-jql demo`: the config of its corpus run. Continue with, e.g.\n"
+              f"#   spark-jql -c {path} --set filter.quantile=0.7 filter\n")
+    path.write_text(header + yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def next_commands(config: Path, cfg) -> list[str]:
+    """What to try after the demo, with its config."""
+    other = next((q for q in cfg.thresholds.quantiles if q != cfg.filter.quantile), None)
+    commands = [f"spark-jql -c {config} report --quantile {other}   # the report at another quantile"] if other else []
+    if other:
+        commands.insert(0, f"spark-jql -c {config} --set filter.quantile={other} filter   # keep the top {1 - other:.0%} instead")
+    return commands + [f"spark-jql -c {config} thresholds   # recompute the per-language thresholds",
+                       f"spark-jql -c {config} run   # the whole job again: finished units are resumed"]
+
+
+def render(result: dict, args, seconds: float) -> str:
+    """The demo's last lines: where it all is and what to run next (the JSON with --json)."""
+    lines = [f"spark-jql demo: done in {seconds:.0f} s; report {result['report']}; config {result['config']}", "next:"]
+    return "\n".join(lines + [f"  {c}" for c in result["next"]])
 
 
 def train_demo_heads(embeddings: str, output: Path, embedder: str) -> dict:

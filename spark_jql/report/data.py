@@ -70,6 +70,7 @@ class ReportData:
     correlations: dict[str, dict[str, float | None]]
     global_thresholds: dict[str, float]
     summary: dict
+    warnings: list[dict] = field(default_factory=list)  # degenerate distributions, per language
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str, ensure_ascii=False)
@@ -251,12 +252,43 @@ def collect_report_data(
         "kept_documents": {_qkey(q): sum(x.kept_documents[_qkey(q)] for x in ordered) for q in qs},
         "kept_tokens": {_qkey(q): sum(x.kept_tokens[_qkey(q)] for x in ordered) for q in qs},
     }
-    return ReportData(
+    data = ReportData(
         output=output, score_column=score, heads=heads, quantiles=list(qs), filter_quantile=filter_quantile,
         language_columns=lang_names, bins=bins, score_range=(lo, hi), totals=totals, languages=ordered,
         head_histograms=head_histograms, correlations=correlations,
         global_thresholds=dict(thresholds.global_thresholds), summary=summary,
     )
+    data.warnings = distribution_warnings(data)
+    return data
+
+
+NEAR_CONSTANT_SHARE = 0.15  # a language's scores spanning at most this share of the plotted range are near-constant
+
+
+def distribution_warnings(data: ReportData) -> list[dict]:
+    """Languages whose scores cannot rank documents: near-constant scores (all within ``NEAR_CONSTANT_SHARE`` of the
+    score range), or thresholds of two quantiles within one histogram bin of each other (the filter's cut is then
+    noise). From the histograms and thresholds already collected: no pass over the data."""
+    lo, hi = data.score_range
+    width = hi - lo
+    noise = width / data.bins if width > 0 else 0.0
+    found = []
+    for lang in data.languages:
+        reasons = []
+        counts = lang.histogram.counts if lang.histogram is not None else []
+        filled = [i for i, c in enumerate(counts) if c]
+        if filled and lang.scored > 1:
+            first, last = lang.histogram.edges[filled[0]], lang.histogram.edges[filled[-1] + 1]
+            if width <= 0 or last - first <= NEAR_CONSTANT_SHARE * width:
+                reasons.append(f"near-constant scores: all {lang.scored:,} scored documents between {first:.2f} and {last:.2f}")
+        if not lang.fallback:
+            ts = [(q, lang.thresholds[_qkey(q)]) for q in data.quantiles]
+            for (qa, ta), (qb, tb) in zip(ts, ts[1:]):
+                if abs(tb - ta) <= noise:
+                    reasons.append(f"q{qa:g} = q{qb:g} within noise ({ta:.3f} vs {tb:.3f}, less than one bin of {noise:.3f})")
+        if reasons:
+            found.append({"language": lang.label, "documents": lang.scored, "reasons": reasons})
+    return found
 
 
 # -- plots (matplotlib, Agg) ----------------------------------------------------

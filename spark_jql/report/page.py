@@ -145,6 +145,13 @@ def render_html(data: ReportData) -> str:
     tot += _count_cells(t["documents"], t["scored"], t["tokens"], data.global_thresholds,
                         t["kept_documents"], t["kept_tokens"], qs, dg, bold=True)
     body.append(f"<tr>{tot}</tr>")
+    warn_html = ""
+    if data.warnings:
+        items = "".join(f"<li><b>{e(w['language'])}</b> ({w['documents']:,} documents): {e('; '.join(w['reasons']))}</li>"
+                        for w in data.warnings)
+        warn_html = (f'<div class="warn"><b>Warning: {len(data.warnings)} language(s) with a degenerate score '
+                     f"distribution</b>; their thresholds do not separate documents, so check the input or the heads "
+                     f"before trusting what is kept there:<ul>{items}</ul></div>")
     more = len(data.languages) - MAX_LANGUAGE_PLOTS
     more_note = f'<p class="note">Plots show the {MAX_LANGUAGE_PLOTS} largest languages; {more} more are in the table.</p>' if more > 0 else ""
 
@@ -157,6 +164,7 @@ def render_html(data: ReportData) -> str:
 <p class="sub">{e(data.output)} · score <code>{e(data.score_column)}</code> = aggregate of {len(data.heads)} head(s) ·
 quantiles {", ".join(f"{q:g}" for q in qs)} · filter keeps ≥ q{fq:g}</p>
 <div class="cards">{card_html}</div>
+{warn_html}
 
 <h2>Documents and tokens kept per language</h2>
 <p class="note">Kept = score at or above the language's threshold (computed from <code>stats/</code> and <code>thresholds.json</code>, for every quantile).
@@ -198,5 +206,8 @@ def write_report(spark: SparkSession, output: str, path: str | None = None, bins
     # The files to open: the paths asked for, or a part file where a Connect client cannot rename (spark/storage.py).
     page_file, json_file = write_text(spark, path, page), write_text(spark, json_path, data.to_json())
     log.info("report: %s", page_file)
+    for w in data.warnings:
+        log.warning("report: %s: %s", w["language"], "; ".join(w["reasons"]))
     return {"report": page_file, "report_json": json_file, "languages": data.totals["languages"],
-            "documents": data.totals["documents"], "bytes": len(page.encode("utf-8"))}
+            "documents": data.totals["documents"], "bytes": len(page.encode("utf-8")),
+            "warnings": [f"{w['language']}: {'; '.join(w['reasons'])}" for w in data.warnings]}

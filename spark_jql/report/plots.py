@@ -34,6 +34,14 @@ def _axis(ax) -> None:
     ax.tick_params(labelsize=7)
 
 
+def _count_axis(ax, counts: list[int]) -> None:
+    """Document counts: whole numbers on the y-axis, and headroom above the tallest bar for the legend or label."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0, max(1, max(counts, default=0)) * 1.6)
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -69,6 +77,7 @@ def plot_language_histograms(data: ReportData) -> str:
         ax.set_title(title, fontsize=9)
         _axis(ax)
         ax.legend(fontsize=6.5, loc="upper left", frameon=True, framealpha=0.8)
+        _count_axis(ax, h.counts)
         ax.set_xlim(h.lo, h.hi)
     fig.supxlabel(data.score_column, fontsize=9)
     fig.supylabel("documents", fontsize=9)
@@ -94,6 +103,7 @@ def plot_head_distributions(data: ReportData) -> str:
         ax.text(0.98, 0.95, f"n={total:,}\nmean≈{mean:.{_digits(h.hi - h.lo)}f}", transform=ax.transAxes, ha="right", va="top", fontsize=7)
         ax.set_xlim(h.lo, h.hi)
         _axis(ax)
+        _count_axis(ax, h.counts)
     fig.supxlabel("score (each panel on its own range)", fontsize=9)
     fig.supylabel("documents", fontsize=9)
     fig.tight_layout()
@@ -147,4 +157,5 @@ h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2.2rem;b
 table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0} th,td{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:right}
 th{background:#f6f8fa;position:sticky;top:0} td.l,th.l{text-align:left} tr.fb td{color:#8a6d3b}
 img{max-width:100%;border:1px solid #eee;border-radius:4px} .note{color:#666;font-size:.85rem}
+.warn{background:#fff4e5;border:1px solid #f0ad4e;border-radius:4px;padding:.5rem 1rem;margin:1rem 0}
 """
