@@ -77,3 +77,14 @@ def test_judge_fingerprint_changes_with_what_decides_the_labels(change):
     how_it_runs = {"concurrency": 3, "max_retries": 0, "timeout_seconds": 5, "preflight": False,
                    "judges": [{"name": "fake", "base_url": "http://other:2/v1", "model": "m", "concurrency": 2}]}
     assert fingerprint(**how_it_runs).difference(base.as_dict()) is None
+
+
+def test_settings_that_resolve_alike_are_the_same_run(gte_bundle):
+    """``max_length: auto`` and the model's own 8192 write the same scores: a resume must not start over."""
+    from spark_jql.scoring.identity import scorer_fingerprint
+
+    auto = ScorerConfig(**gte_bundle)
+    explicit = ScorerConfig(**{**gte_bundle, "embedder": {**gte_bundle["embedder"], "max_length": 8192, "prefix": ""}})
+    shorter = ScorerConfig(**{**gte_bundle, "embedder": {**gte_bundle["embedder"], "max_length": 512}})
+    assert scorer_fingerprint(auto, "text").hash == scorer_fingerprint(explicit, "text").hash
+    assert "max_length" in scorer_fingerprint(shorter, "text").difference(scorer_fingerprint(auto, "text").as_dict())

@@ -75,6 +75,13 @@ def scorer_fingerprint(scorer: ScorerConfig, text_column: str, with_encoder: boo
                        with_heads: bool = True) -> Fingerprint:
     """Everything that decides a document's scores (or, without heads, its embedding)."""
     settings = decisive(scorer)
+    if with_encoder:  # "auto" and 8192 that resolve alike are the same run (resolution errors surface where it loads)
+        try:
+            from spark_jql.scoring.models import resolve
+
+            settings["embedder"] = decisive(resolve(scorer.embedder))
+        except Exception:
+            pass
     if not with_heads:
         settings.pop("heads", None)
         settings.pop("aggregate", None)
