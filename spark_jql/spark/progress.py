@@ -483,7 +483,7 @@ def configure_worker_logging(level: int) -> None:
     root.setLevel(level)
     if level <= logging.INFO and not root.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
         root.addHandler(handler)
 
 

@@ -97,7 +97,7 @@ def get_scorer(config_json: str, device: str, on_build=None, with_heads: bool = 
         except Exception as err:
             _FAILED[key] = worker_load_error(config, device, err, with_heads)
             raise _FAILED[key] from None
-        log.warning("spark_jql: built scorer in pid %d on %s in %.1fs", os.getpid(), device, time.perf_counter() - start)
+        log.info("spark_jql: built scorer in pid %d on %s in %.1fs", os.getpid(), device, time.perf_counter() - start)
         return scorer
 
     key = (config_json, device, with_heads)
