@@ -167,3 +167,33 @@ def test_stream_killed_mid_batch_resumes_exactly_once_into_delta(spark, gte_bund
     kept = [r["id"] for r in spark.read.format("delta").load(str(out / "filtered")).collect()]
     dropped = [r["id"] for r in spark.read.format("delta").load(str(out / "dropped")).collect()]
     assert sorted(kept + dropped) == sorted(ids)
+
+
+def test_annotate_and_apply_thresholds_on_a_streaming_dataframe(spark, gte_bundle, tmp_path):
+    """The DataFrame functions on ``readStream`` (thresholds frozen from a batch run): each document lands in exactly
+    one sink, as the same functions split it in batch."""
+    from spark_jql.config import ColumnsConfig, ScorerConfig, ThresholdConfig
+    from spark_jql.spark import annotate, apply_thresholds, compute_thresholds
+
+    source = tmp_path / "in"
+    source.mkdir()
+    ids = _write(source / "a.jsonl", "a", 60, seed=31) + _write(source / "b.jsonl", "b", 60, seed=32)
+    scorer, columns = ScorerConfig(**gte_bundle), ColumnsConfig(language=["language"])
+    batch = spark.read.json(str(source)).transform(annotate, scorer).persist()
+    thresholds = compute_thresholds(batch, ThresholdConfig(quantiles=[0.6], min_docs=5), columns)
+    kept_batch, _ = apply_thresholds(batch, thresholds, quantile=0.6, columns=columns)
+    expected_kept = {r["id"] for r in kept_batch.select("id").collect()}
+    batch.unpersist()
+
+    stream = spark.readStream.schema(spark.read.json(str(source)).schema).option("maxFilesPerTrigger", 1).json(str(source))
+    assert stream.isStreaming
+    kept, dropped = apply_thresholds(stream.transform(annotate, scorer), thresholds, quantile=0.6, columns=columns)
+    for name, frame in (("kept", kept), ("dropped", dropped)):
+        query = (frame.writeStream.format("parquet").option("path", str(tmp_path / name))
+                 .option("checkpointLocation", str(tmp_path / f"checkpoint_{name}")).trigger(availableNow=True).start())
+        query.awaitTermination()
+        assert query.exception() is None
+    got_kept = [r["id"] for r in spark.read.parquet(str(tmp_path / "kept")).select("id").collect()]
+    got_dropped = [r["id"] for r in spark.read.parquet(str(tmp_path / "dropped")).select("id").collect()]
+    assert sorted(got_kept + got_dropped) == sorted(ids)  # none lost, none twice
+    assert set(got_kept) == expected_kept and expected_kept and set(got_dropped)
