@@ -138,7 +138,13 @@ class ScorerConfig(_Strict):
     )
     token_budget: int | Literal["auto"] = runtime(
         "auto",
-        description="Padded tokens per micro-batch. 'auto': 16384 on CPU, sized from free memory on GPU.",
+        description="Tokens per micro-batch (padded layout: rows x longest; packed: real tokens). "
+        "'auto': 16384 on CPU, sized from free memory on GPU.",
+    )
+    layout: Literal["auto", "padded", "packed"] = runtime(
+        "auto", description="Micro-batch layout. 'padded': rows padded to the longest, with a mask; 'packed': real "
+        "tokens only in one row, attention per document (GTE, jina-v3). 'auto': packed on CUDA when variable-length "
+        "attention is available, padded elsewhere.",
     )
     max_batch_docs: int = runtime(4096, ge=1, description="Upper bound on documents per micro-batch.")
     oom_retry: bool = runtime(True, description="On CUDA out-of-memory, split the micro-batch and retry.")

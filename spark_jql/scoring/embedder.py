@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from spark_jql.config import EmbedderConfig
-from spark_jql.scoring import simulated
+from spark_jql.scoring import packed, simulated
 from spark_jql.scoring.hub import is_local, model_load_error, require_local
 from spark_jql.scoring.models import load_encoder, provenance, resolve
 from spark_jql.scoring.tokenization import load_tokenizer
@@ -50,9 +50,9 @@ class Tokenized:
 
 
 class Embedder:
-    """Tokenizer + encoder, loaded once; embeds padded micro-batches."""
+    """Tokenizer + encoder, loaded once; embeds micro-batches padded or packed (:mod:`spark_jql.scoring.packed`)."""
 
-    def __init__(self, config: EmbedderConfig, device: torch.device | str | None = None):
+    def __init__(self, config: EmbedderConfig, device: torch.device | str | None = None, layout: str = "auto"):
         config = resolve(config)
         self.config = config
         self.device = resolve_device(str(device) if device is not None else config.device)
@@ -69,6 +69,7 @@ class Embedder:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.max_length = self._effective_max_length(config.max_length)
         self.provenance = provenance(config, str(self.dtype).removeprefix("torch."))
+        self.set_layout(layout)
         self.simulated = simulated.from_env()  # devtools-only cluster-sim hook; None unless its env var is set
 
     def _effective_max_length(self, wanted: int) -> int:
@@ -82,6 +83,12 @@ class Embedder:
         if effective < wanted:
             log.warning("max_length %d exceeds what %s supports; truncating at %d", wanted, self.config.model, effective)
         return effective
+
+    def set_layout(self, setting: str) -> str:
+        """Resolve ``auto | padded | packed`` for this model and device; recorded in ``provenance``."""
+        self.layout = packed.resolve_layout(setting, self.model, self.device, self.dtype)
+        self.provenance["batch_layout"] = self.layout  # padded or packed ("layout" is the checkpoint's)
+        return self.layout
 
     # -- tokenisation (CPU) -------------------------------------------------
     def tokenize(self, texts: list[str | None]) -> Tokenized:
@@ -110,23 +117,39 @@ class Embedder:
     def _fill(self, rows: list[int], source: dict[int, str], ids, lengths, truncated) -> None:
         if not rows:
             return
-        for i, row in zip(rows, self._encode([source[i] for i in rows], self.max_length)):
+        for i, (row, cut) in zip(rows, self._encode([source[i] for i in rows])):
             ids[i] = row
             lengths[i] = len(row)
-        # A document that filled max_length may have been cut: ask for one more token to know.
-        full = [i for i in rows if lengths[i] >= self.max_length]
-        if full:
-            for i, row in zip(full, self._encode([source[i] for i in full], self.max_length + 1)):
-                truncated[i] = len(row) > self.max_length
+            truncated[i] = cut
 
-    def _encode(self, texts: list[str], max_length: int) -> list[list[int]]:
-        kwargs = dict(truncation=True, max_length=max_length, padding=False, return_attention_mask=False)
+    def _encode(self, texts: list[str]) -> list[tuple[list[int], bool]]:
+        """(ids truncated at max_length, whether anything was cut) per text, from one tokenizer pass.
+
+        The tokenizer's overflow information says whether a text was cut: a text with tokens past
+        ``max_length`` comes back with overflow rows (``overflow_to_sample_mapping`` names it more than once).
+        """
+        kwargs = dict(truncation=True, max_length=self.max_length, padding=False, return_attention_mask=False,
+                      return_overflowing_tokens=True, stride=0)
         try:
-            return self.tokenizer(texts, **kwargs)["input_ids"]
+            enc = self.tokenizer(texts, **kwargs)
         except (UnicodeEncodeError, TypeError, ValueError):
             # Lone surrogates cannot reach the Rust tokenizer; replace them, as invalid UTF-8 would be on read.
-            clean = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]
-            return self.tokenizer(clean, **kwargs)["input_ids"]
+            enc = self.tokenizer([t.encode("utf-8", "replace").decode("utf-8") for t in texts], **kwargs)
+        rows = enc["input_ids"]
+        sample = enc.get("overflow_to_sample_mapping")
+        if sample is None:  # a tokenizer without overflow rows: ask full rows for one more token to know
+            full = [i for i, row in enumerate(rows) if len(row) >= self.max_length]
+            longer = self.tokenizer([texts[i] for i in full], **{**kwargs, "max_length": self.max_length + 1,
+                                                                    "return_overflowing_tokens": False})["input_ids"]
+            cut = dict(zip(full, (len(row) > self.max_length for row in longer)))
+            return [(row, cut.get(i, False)) for i, row in enumerate(rows)]
+        out: list[tuple[list[int], bool]] = []
+        for row, s in zip(rows, sample):
+            if s == len(out):
+                out.append((row, False))
+            else:  # an overflow row of the text before
+                out[s] = (out[s][0], True)
+        return out
 
     # -- encoding (device) --------------------------------------------------
     def pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,9 +175,18 @@ class Embedder:
         pooled = pool(hidden, mask, self.config.pooling)
         return torch.nn.functional.normalize(pooled, p=2, dim=-1) if self.config.normalize else pooled
 
+    @torch.inference_mode()
+    def embed_packed(self, batch: packed.Packed) -> torch.Tensor:
+        """Same as :meth:`embed_padded`, from the packed layout (real tokens only; exact CLS-only last layer)."""
+        use_varlen = packed.varlen_available(self.device, self.dtype)
+        pooled = packed.forward(self.model, batch, self.config.pooling, self.device, use_varlen)
+        return torch.nn.functional.normalize(pooled, p=2, dim=-1) if self.config.normalize else pooled
+
     def embed(self, ids: list[list[int]]) -> torch.Tensor:
         if self.simulated is not None:  # bench cluster-sim: sleep per real token instead of the forward pass
             return self.simulated.embed(ids, self.dim, self.device)
+        if self.layout == "packed":
+            return self.embed_packed(packed.pack(ids, pin=self.device.type == "cuda"))
         return self.embed_padded(*self.pad(ids))
 
 

@@ -54,7 +54,7 @@ def clean_texts(texts: Sequence | pd.Series) -> list[str | None]:
 
 
 def estimate_token_budget(embedder: Embedder, max_docs: int) -> int:
-    """Padded tokens per micro-batch: fixed on CPU, from free device memory on GPU."""
+    """Tokens per micro-batch (padded or real, by layout): fixed on CPU, from free device memory on GPU."""
     if embedder.device.type != "cuda":
         return max(CPU_TOKEN_BUDGET, embedder.max_length)
     free, _ = torch.cuda.mem_get_info(embedder.device)
@@ -107,7 +107,7 @@ class Scorer:
         """``with_heads=False``: the encoder only (``embed``); no head file is read or downloaded."""
         self.config = config
         heads = [load_head_file(resolve_head_file(h), h.name) for h in config.heads] if with_heads else []
-        self.embedder = Embedder(config.embedder, device=device)
+        self.embedder = Embedder(config.embedder, device=device, layout=config.layout)
         self.heads = None
         self.head_names = []
         if heads:
@@ -122,13 +122,24 @@ class Scorer:
         self.token_budget = budget if isinstance(budget, int) else estimate_token_budget(self.embedder, config.max_batch_docs)
         self.stats = {"docs": 0, "tokens": 0, "padded_tokens": 0, "micro_batches": 0, "oom_splits": 0, "seconds": 0.0}
         log.info(
-            "scorer ready: %s on %s (%s), heads %s, token budget %d",
-            config.embedder.model, self.embedder.device, self.embedder.dtype, self.head_names, self.token_budget,
+            "scorer ready: %s on %s (%s, %s layout), heads %s, token budget %d",
+            config.embedder.model, self.embedder.device, self.embedder.dtype, self.layout, self.head_names,
+            self.token_budget,
         )
 
     @property
     def device(self) -> torch.device:
         return self.embedder.device
+
+    @property
+    def layout(self) -> str:
+        """'padded' or 'packed' (``scorer.layout`` resolved for this model and device)."""
+        return self.embedder.layout
+
+    @property
+    def provenance(self) -> dict:
+        """What made this scorer's embeddings, the layout that ran them included."""
+        return dict(self.embedder.provenance)
 
     # -- public API ---------------------------------------------------------
     def score(self, texts: Sequence | pd.Series) -> pd.DataFrame:
@@ -209,8 +220,18 @@ class Scorer:
         return frame
 
     def plan(self, lengths) -> list[list[int]]:
-        """Micro-batches (row indices, longest first) for one batch of token lengths."""
+        """Micro-batches (row indices, longest first) for one batch of token lengths.
+
+        Padded: the budget counts rows x longest; packed: real tokens (no padding to avoid by splitting)."""
+        if self.layout == "packed":
+            return plan_micro_batches(lengths, self.token_budget, self.config.max_batch_docs, cost="real")
         return plan_micro_batches(lengths, self.token_budget, self.config.max_batch_docs, SPLIT_MIN_TOKENS)
+
+    def computed_tokens(self, batch_lengths: list[int]) -> int:
+        """Tokens the linear layers run on for one micro-batch: padded rows, or real tokens when packed."""
+        if self.layout == "packed":
+            return sum(batch_lengths)
+        return len(batch_lengths) * max(batch_lengths)
 
     def _embed_all(self, tokenized: Tokenized) -> Iterator[tuple[list[int], torch.Tensor]]:
         """Yield (row indices, embeddings) per micro-batch, longest first."""
@@ -225,15 +246,16 @@ class Scorer:
             if not self.config.oom_retry or len(batch) == 1:
                 raise
             torch.cuda.empty_cache()
-            longest = max(int(lengths[i]) for i in batch)
-            self.token_budget = max(self.embedder.max_length, min(self.token_budget, len(batch) * longest) // 2)
+            cost = self.computed_tokens([int(lengths[i]) for i in batch])
+            self.token_budget = max(self.embedder.max_length, min(self.token_budget, cost) // 2)
             self.stats["oom_splits"] += 1
-            log.warning("CUDA OOM on %d docs x %d tokens: splitting; token budget now %d", len(batch), longest, self.token_budget)
+            log.warning("CUDA OOM on %d docs (%d %s tokens): splitting; token budget now %d", len(batch), cost,
+                        self.layout, self.token_budget)
             half = len(batch) // 2
             yield from self._embed_with_retry(batch[:half], ids, lengths)
             yield from self._embed_with_retry(batch[half:], ids, lengths)
             return
         self.stats["micro_batches"] += 1
         self.stats["tokens"] += sum(int(lengths[i]) for i in batch)
-        self.stats["padded_tokens"] += len(batch) * max(int(lengths[i]) for i in batch)
+        self.stats["padded_tokens"] += self.computed_tokens([int(lengths[i]) for i in batch])
         yield batch, emb

@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-docs", type=int, default=2048, help="documents per batch handed to the scorer (Arrow batch)")
     p.add_argument("--token-budget", default="auto", help="scorer token budget: 'auto' or an integer")
     p.add_argument("--max-batch-docs", type=int, default=4096, help="scorer: max documents per micro-batch")
+    p.add_argument("--layouts", default="padded,packed",
+                   help="scorer layouts to measure, comma-separated (padded, packed); packed only where the model has it")
     p.add_argument("--baseline-batch", type=int, default=1000, help="JQL baseline: documents per unsorted chunk")
+    p.add_argument("--baseline-docs", type=int, default=None, help="JQL baseline: score only the first N documents")
     p.add_argument("--no-baseline", action="store_true", help="skip the JQL baseline")
     p.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end (text in) phase")
     p.add_argument("--repeats", type=int, default=1, help="timed repetitions of every phase (fastest kept)")
@@ -90,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-SUBCOMMANDS = {"cluster-sim": "spark_jql.devtools.bench.cluster_sim"}  # name -> module with main(argv)
+SUBCOMMANDS = {  # name -> module with main(argv)
+    "cluster-sim": "spark_jql.devtools.bench.cluster_sim",
+    "gpu-check": "spark_jql.devtools.bench.gpu_check",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     # -- warm-up (CUDA context, kernels, allocator) ---------------------------
+    from spark_jql.scoring.packed import supports_packed
+
+    layouts = [lay.strip() for lay in args.layouts.split(",") if lay.strip()]
+    if "packed" in layouts and not supports_packed(scorer.embedder.model):
+        print(f"layout packed skipped: not available for {args.arch}", file=sys.stderr)
+        layouts.remove("packed")
     warm = texts[: min(len(texts), 256)]
-    scorer.score(warm)
+    for layout in layouts:
+        scorer.embedder.set_layout(layout)
+        scorer.score(warm)
     baseline = None if args.no_baseline else JqlBaseline(scorer, args.baseline_batch)
     baseline_note = None
     if baseline is not None and scorer.device.type == "cpu":
@@ -187,28 +201,39 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run())
         return min(runs, key=lambda r: r.seconds)
 
-    results = [best(lambda: run_ours_model_only(scorer, tokenized, shape, lengths))]
+    results = []
+    for layout in layouts:
+        scorer.embedder.set_layout(layout)
+        results.append(best(lambda: run_ours_model_only(scorer, tokenized, shape, lengths)))
     ids = [row for t in tokenized for row in t.ids]
+    n_base = min(len(ids), args.baseline_docs or len(ids))
     if baseline is not None:
-        results.append(best(lambda: run_baseline(baseline, ids, shape, lengths, end_to_end=False)))
+        results.append(best(lambda: run_baseline(baseline, ids[:n_base], shape, lengths[:n_base], end_to_end=False)))
     # -- 3. end to end ---------------------------------------------------------
     if not args.no_end_to_end:
-        results.append(best(lambda: run_ours_end_to_end(scorer, texts, args.batch_docs, shape, lengths)))
+        for layout in layouts:
+            scorer.embedder.set_layout(layout)
+            results.append(best(lambda: run_ours_end_to_end(scorer, texts, args.batch_docs, shape, lengths)))
         if baseline is not None:
-            results.append(best(lambda: run_baseline(baseline, texts, shape, lengths, end_to_end=True)))
+            results.append(best(lambda: run_baseline(baseline, texts[:n_base], shape, lengths[:n_base], end_to_end=True)))
 
     rows = [r.row(peak) for r in results]
     ratios = {}
     by = {r["name"]: r for r in rows}
     for phase in ("model only", "end to end"):
-        a, b = by.get(f"ours, {phase}"), by.get(f"JQL baseline, {phase}")
+        base = by.get(f"JQL baseline, {phase}")
+        for layout in layouts:
+            a = by.get(f"ours {layout}, {phase}")
+            if a and base and base["docs_per_s"]:
+                ratios[f"{layout}, {phase}"] = round(a["docs_per_s"] / base["docs_per_s"], 2)
+        a, b = by.get(f"ours packed, {phase}"), by.get(f"ours padded, {phase}")
         if a and b and b["docs_per_s"]:
-            ratios[phase] = round(a["docs_per_s"] / b["docs_per_s"], 2)
+            ratios[f"packed over padded, {phase}"] = round(a["docs_per_s"] / b["docs_per_s"], 2)
 
     # -- GPU sharing advice ----------------------------------------------------
     flops_per_doc = shape.model_flops(lengths) / len(lengths)
     if scorer.device.type == "cuda":
-        gpu_docs_s, measured = by["ours, model only"]["docs_per_s"], True
+        gpu_docs_s, measured = max(by[f"ours {lay}, model only"]["docs_per_s"] for lay in layouts), True
     else:  # what the production model (arctic-embed-m-v2.0) would need on the assumed GPU, on these lengths
         gpu_peak = BF16_PEAK_TFLOPS.get(args.assume_gpu, 989.4)
         arctic_flops = arch_shape("arctic-embed-m-v2.0").model_flops(lengths) / len(lengths)
@@ -221,9 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         device=device_name, dtype=str(scorer.embedder.dtype).replace("torch.", ""), peak_tflops=peak,
         torch=torch.__version__, python=platform.python_version(), architecture=args.arch,
         model={"params_total": shape.params_total, "params_non_embedding": shape.params_non_embedding,
-               "layers": shape.layers, "hidden": shape.hidden, "gflops_per_doc_mean": round(flops_per_doc / 1e9, 3)},
+               "layers": shape.layers, "hidden": shape.hidden, "gflops_per_doc_mean": round(flops_per_doc / 1e9, 3),
+               "gflops_per_doc_mean_cls_exact_last_layer":
+                   round(shape.model_flops(lengths, cls_exact=True) / len(lengths) / 1e9, 3)},
         scorer={"token_budget": scorer.token_budget, "max_batch_docs": scorer.config.max_batch_docs,
-                "batch_docs": args.batch_docs},
+                "batch_docs": args.batch_docs, "layouts": layouts, "pooling": scorer.embedder.config.pooling},
+        baseline_docs=n_base,
         baseline_batch=args.baseline_batch, baseline_note=baseline_note, workload=workload, tokenization=tok, results=rows, ratio_ours_over_baseline=ratios,
         gpu_sharing=advice,
     )
@@ -250,22 +278,24 @@ def print_report(r: dict) -> None:
     m = r["model"]
     print(f"model: {r['architecture']} (random weights), {m['params_total'] / 1e6:.1f}M params, "
           f"{m['params_non_embedding'] / 1e6:.1f}M outside embeddings, {m['layers']} layers x {m['hidden']}; "
-          f"{m['gflops_per_doc_mean']} GFLOP/doc on this workload")
+          f"{m['gflops_per_doc_mean']} GFLOP/doc on this workload "
+          f"({m['gflops_per_doc_mean_cls_exact_last_layer']} with the last layer for the CLS row only)")
     desc = (f"lognormal mu={w['mu']} sigma={w['sigma']} capped at {w['cap']} (target mean {w['target_mean']})"
             if w["kind"] == "lognormal" else "corpus documents as they are")
     print(f"workload: {w['docs']} docs, {desc}; measured tokens: mean {w['mean_tokens']}, median {w['median_tokens']}, "
           f"p99 {w['p99_tokens']}, max {w['max_tokens']}, truncated {w['truncated_docs']}")
     s = r["scorer"]
     print(f"scorer: token budget {s['token_budget']}, max {s['max_batch_docs']} docs/micro-batch, {s['batch_docs']} docs/batch; "
-          f"baseline: {r['baseline_batch']} unsorted docs/chunk padded to the longest")
+          f"layouts {', '.join(s['layouts'])}; baseline: {r['baseline_batch']} unsorted docs/chunk padded to the longest, "
+          f"first {r['baseline_docs']} docs")
     t = r["tokenization"]
     print(f"tokenization: 1 core {t['serial_docs_per_s']:,.0f} docs/s ({t['serial_tokens_per_s']:,.0f} tok/s); "
           f"{t['parallel_cores']} cores {t['parallel_docs_per_s']:,.0f} docs/s ({t['parallel_tokens_per_s']:,.0f} tok/s)")
     keys = ["name", "docs", "seconds", "docs_per_s", "docs_per_min", "tokens_per_s", "padding_efficiency",
-            "peak_memory_gib", "model_tflops_per_s", "mfu", "oom_docs"]
+            "peak_memory_gib", "model_tflops_per_s", "mfu", "oom_docs", "oom_splits"]
     print(format_table(r["results"], keys))
     for phase, ratio in r["ratio_ours_over_baseline"].items():
-        print(f"ours / baseline, {phase}: {ratio}x")
+        print(f"ratio {phase}: {ratio}x" if phase.startswith("packed over") else f"ours {phase} / baseline: {ratio}x")
     g = r["gpu_sharing"]
     print(f"GPU feeding: GPU needs {g['gpu_docs_per_s']:,.0f} docs/s ({g['gpu_docs_per_s_source']}"
           + (f", {g['assumed']}" if "assumed" in g else "") + f"); one tokenizer core gives "

@@ -86,13 +86,22 @@ class ModelShape:
     params_non_embedding: int
     params_total: int
     head_flops_per_doc: int
+    kv_params_per_layer: int = 0  # key and value projections (weights and biases) of one layer
 
-    def flops(self, n: np.ndarray | int) -> np.ndarray | float:
+    def flops(self, n: np.ndarray | int, cls_exact: bool = False) -> np.ndarray | float:
+        """Encoder FLOPs for documents of ``n`` tokens; ``cls_exact``: the last layer for the CLS row only
+        (its key/value projections still over all ``n`` tokens, attention for one query)."""
         n = np.asarray(n, dtype=np.float64)
-        return 2.0 * self.params_non_embedding * n + 4.0 * self.layers * self.hidden * n**2
+        full = 2.0 * self.params_non_embedding * n + 4.0 * self.layers * self.hidden * n**2
+        if not cls_exact or not self.layers:
+            return full
+        per_layer = self.params_non_embedding / self.layers
+        rest = per_layer - self.kv_params_per_layer  # q, o, MLP, norms: one row instead of n
+        saved = 2.0 * rest * (n - 1) + 4.0 * self.hidden * (n**2 - n)
+        return full - saved
 
-    def model_flops(self, lengths: np.ndarray) -> float:
-        return float(self.flops(lengths).sum() + self.head_flops_per_doc * len(lengths))
+    def model_flops(self, lengths: np.ndarray, cls_exact: bool = False) -> float:
+        return float(self.flops(lengths, cls_exact).sum() + self.head_flops_per_doc * len(lengths))
 
 
 def arch_shape(arch: str, heads: int = 3, head_hidden: int = 1000) -> ModelShape:
@@ -103,7 +112,8 @@ def arch_shape(arch: str, heads: int = 3, head_hidden: int = 1000) -> ModelShape
     d, i, layers = spec["hidden_size"], spec["intermediate_size"], spec["num_hidden_layers"]
     per_layer = 4 * d * d + 4 * d + 3 * d * i + d + 4 * d
     embed = (spec["vocab_size"] or 0) * d + 3 * d
-    return ModelShape(layers, d, layers * per_layer, layers * per_layer + embed, heads * 2 * (d * head_hidden + head_hidden))
+    return ModelShape(layers, d, layers * per_layer, layers * per_layer + embed, heads * 2 * (d * head_hidden + head_hidden),
+                      2 * (d * d + d))
 
 
 def model_shape(scorer) -> ModelShape:
@@ -112,7 +122,12 @@ def model_shape(scorer) -> ModelShape:
     embed = sum(p.numel() for name, p in model.named_parameters() if name.startswith("embeddings."))
     cfg = model.config
     heads = 2 * scorer.heads.w1.numel() + 2 * scorer.heads.w2.numel()
-    return ModelShape(int(cfg.num_hidden_layers), int(cfg.hidden_size), total - embed, total, int(heads))
+    kv = 0
+    layers = getattr(model, "layers", None)
+    if layers is not None and hasattr(layers[0], "self_attn"):
+        attn = layers[0].self_attn
+        kv = sum(p.numel() for proj in (attn.k_proj, attn.v_proj) for p in proj.parameters())
+    return ModelShape(int(cfg.num_hidden_layers), int(cfg.hidden_size), total - embed, total, int(heads), int(kv))
 
 
 @dataclass

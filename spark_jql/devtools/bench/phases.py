@@ -50,9 +50,16 @@ def _stats_delta(scorer, before: dict) -> dict:
 
 
 def _computed_flops_plan(shape: ModelShape, lengths: np.ndarray, scorer) -> float:
+    """FLOPs the scorer's plan runs: padded rows x longest, or (packed) each document's own tokens, with
+    the exact CLS-only last layer when pooling is CLS."""
     total = 0.0
+    packed = scorer.layout == "packed"
+    cls_exact = packed and scorer.embedder.config.pooling == "cls"
     for b in scorer.plan(lengths):
-        total += len(b) * float(shape.flops(int(lengths[b[0]])))
+        if packed:
+            total += float(shape.flops(lengths[b], cls_exact).sum())
+        else:
+            total += len(b) * float(shape.flops(int(lengths[b[0]])))
     return total + shape.head_flops_per_doc * int((lengths > 0).sum())
 
 
@@ -76,8 +83,9 @@ def run_ours_model_only(scorer, tokenized_batches, shape, lengths) -> Result:
     computed = sum(
         _computed_flops_plan(shape, t.lengths, scorer) for t in tokenized_batches
     )
-    return Result("ours, model only", d["docs"], seconds, d["tokens"], d["padded_tokens"], shape.model_flops(lengths),
-                  computed, mem.peak - mem.base, 0, d["micro_batches"], {"oom_splits": d["oom_splits"]})
+    return Result(f"ours {scorer.layout}, model only", d["docs"], seconds, d["tokens"], d["padded_tokens"],
+                  shape.model_flops(lengths), computed, mem.peak - mem.base, 0, d["micro_batches"],
+                  {"oom_splits": d["oom_splits"], "layout": scorer.layout})
 
 
 def run_ours_end_to_end(scorer, texts, batch_docs, shape, lengths) -> Result:
@@ -90,8 +98,9 @@ def run_ours_end_to_end(scorer, texts, batch_docs, shape, lengths) -> Result:
         _sync(scorer.device)
         seconds = time.perf_counter() - start
     d = _stats_delta(scorer, before)
-    return Result("ours, end to end", n, seconds, d["tokens"], d["padded_tokens"], shape.model_flops(lengths), None,
-                  mem.peak - mem.base, 0, d["micro_batches"], {"oom_splits": d["oom_splits"]})
+    return Result(f"ours {scorer.layout}, end to end", n, seconds, d["tokens"], d["padded_tokens"],
+                  shape.model_flops(lengths), None, mem.peak - mem.base, 0, d["micro_batches"],
+                  {"oom_splits": d["oom_splits"], "layout": scorer.layout})
 
 
 def run_baseline(baseline: JqlBaseline, inputs, shape, lengths, end_to_end: bool) -> Result:
@@ -105,7 +114,8 @@ def run_baseline(baseline: JqlBaseline, inputs, shape, lengths, end_to_end: bool
     scored = sum(len(o) for o in outs if o is not None)
     name = "JQL baseline, " + ("end to end" if end_to_end else "model only")
     return Result(name, scored, seconds, int(lengths.sum()), baseline.computed_tokens, shape.model_flops(lengths),
-                  _computed_flops_chunks(shape, lengths, baseline.batch_docs), mem.peak - mem.base, baseline.oom_docs)
+                  _computed_flops_chunks(shape, lengths, baseline.batch_docs), mem.peak - mem.base, baseline.oom_docs,
+                  extra={"layout": "padded (unsorted chunks)"})
 
 
 def wait_for_spark_modules(timeout_s: float) -> None:
