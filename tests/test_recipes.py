@@ -272,3 +272,54 @@ def test_gpu_recipes_size_the_executor_heap():
 def test_databricks_recipe_is_single_user():
     spec = json.loads((CONF / "databricks-cluster.json").read_text())
     assert spec["data_security_mode"] == "SINGLE_USER" and spec["single_user_name"]
+
+
+CONCURRENCY_PROBE = r"""
+import json, sys, time
+from pyspark import TaskContext
+from spark_jql.spark.session import build_session
+
+settings = json.loads(sys.argv[1])
+cores = int(settings["spark.executor.cores"])
+spark = build_session(f"local-cluster[1,{cores},1024]", "spark_jql-gpu-recipe", settings)
+
+def hold(index, rows):  # each task holds its slot (and its GPU share) for a while
+    ctx = TaskContext.get()
+    start = time.time()
+    time.sleep(3)
+    yield (start, time.time(), list(ctx.resources()["gpu"].addresses))
+
+spans = spark.sparkContext.parallelize(range(4), 4).mapPartitionsWithIndex(hold).collect()
+spark.stop()
+most = max(sum(1 for s, e, _ in spans if s <= t < e) for t, _, _ in spans)
+print("RESULT " + json.dumps({"concurrent": most, "addresses": sorted({a for _, _, g in spans for a in g})}))
+"""
+
+
+def _tasks_at_once(conf: dict, tmp_path: Path) -> dict:
+    """Run 4 three-second tasks on local-cluster with ``conf``'s CPU/GPU settings and one fake GPU; how many overlapped."""
+    script = tmp_path / "fake_gpu.sh"
+    script.write_text('#!/bin/sh\necho \'{"name": "gpu", "addresses": ["0"]}\'\n')
+    script.chmod(0o755)
+    keys = ("spark.executor.cores", "spark.task.cpus", "spark.executor.resource.gpu.amount", "spark.task.resource.gpu.amount")
+    settings = {k: str(conf[k]) for k in keys}
+    settings.update({"spark.executor.resource.gpu.discoveryScript": str(script), "spark.worker.resource.gpu.amount": "1",
+                     "spark.worker.resource.gpu.discoveryScript": str(script), "spark.executor.memory": "512m"})
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", CONCURRENCY_PROBE, json.dumps(settings)], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.split("RESULT ", 1)[1])
+
+
+@pytest.mark.slow
+def test_gpu_recipe_runs_the_tasks_per_gpu_it_promises_on_local_cluster(tmp_path):
+    """gpu-cluster.yaml as written (one task per GPU) and its documented two-tasks-per-GPU variant (task amount 0.5,
+    executor cores 2 x task.cpus), on a local-cluster executor with one fake GPU: Spark runs exactly that many tasks at
+    once on the GPU. The old 0.5-with-4-cores setting ran one (the arithmetic tested above)."""
+    conf = dict(_recipes()["gpu-cluster.yaml"])
+    task_cpus = int(conf["spark.task.cpus"])
+    as_written = _tasks_at_once(conf, tmp_path)
+    assert as_written == {"concurrent": 1, "addresses": ["0"]}
+    shared = {**conf, "spark.task.resource.gpu.amount": "0.5", "spark.executor.cores": str(2 * task_cpus)}
+    assert _tasks_at_once(shared, tmp_path) == {"concurrent": 2, "addresses": ["0"]}
