@@ -53,10 +53,15 @@ def inputs(config: JobConfig) -> None:
 def earlier_outputs(config: JobConfig, stage: str) -> None:
     """thresholds, filter: scored/ (and for filter, thresholds.json) are there."""
     layout = OutputLayout(config.io.output).job_paths()
+    th = layout["thresholds"]
+    if stage == "filter" and checkable(config, th) and os.path.isfile(paths.local_path(th)):
+        from spark_jql.thresholds import Thresholds
+
+        with open(paths.local_path(th), encoding="utf-8", errors="replace") as f:
+            Thresholds.from_json(f.read(), th)  # a truncated or tampered file: one line naming it, before the JVM
     scored = layout["scored"]
     if checkable(config, scored) and not os.path.isdir(paths.local_path(scored)):
         raise InputError(f"no scored output at {scored}: {stage} reads <io.output>/scored/ (not io.input); "
                          "run annotate (or run) first, or point io.output at a finished run")
-    th = layout["thresholds"]
     if stage == "filter" and checkable(config, th) and not os.path.exists(paths.local_path(th)):
         raise InputError(f"no thresholds at {th}: filter reads <io.output>/thresholds.json; run thresholds first")
