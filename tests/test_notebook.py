@@ -19,9 +19,10 @@ import yaml
 from spark_jql.config import ScorerConfig
 from spark_jql.devtools.sample_data import generate_documents, write_jsonl
 from spark_jql.spark import annotate
-from spark_jql.spark import progress as progress_module
+from spark_jql.spark import notebook as notebook_module
 from spark_jql.spark.beacon import BeaconListener, BeaconSender
-from spark_jql.spark.progress import ProgressBar, ScoringProgress
+from spark_jql.spark.notebook import ProgressBar
+from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.workers import WorkerPythonError, check_worker_python
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,15 +98,15 @@ class RecordingBar:
 
 
 def test_a_notebook_shows_a_bar_of_the_documents_annotate_scores(spark, gte_bundle, tmp_path, monkeypatch):
-    monkeypatch.setattr(progress_module, "in_notebook", lambda: True)
+    monkeypatch.setattr(notebook_module, "in_notebook", lambda: True)
     monkeypatch.setattr(ProgressBar, "factory", RecordingBar)
-    monkeypatch.setattr(progress_module, "_NOTEBOOK", {})
+    monkeypatch.setattr(notebook_module, "_NOTEBOOK", {})
     monkeypatch.setenv("SPARK_JQL_BEACON_INTERVAL", "0")
     RecordingBar.made = []
     write_jsonl(generate_documents(90, seed=4), tmp_path / "in", files=3)
     scored = spark.read.json(str(tmp_path / "in")).repartition(2).transform(annotate, _scorer(gte_bundle))
     assert len(scored.collect()) == 90  # the user's own action, cells after annotate (count() would skip the UDF)
-    monitor = progress_module._NOTEBOOK["progress"]
+    monitor = notebook_module._NOTEBOOK["progress"]
     _wait(lambda: sum(b.n for b in RecordingBar.made) == 90, 10)
     monitor.finish()
     assert len(RecordingBar.made) == 1, [b.n for b in RecordingBar.made]  # one action, one bar, only its scoring stage
@@ -114,7 +115,7 @@ def test_a_notebook_shows_a_bar_of_the_documents_annotate_scores(spark, gte_bund
 
 
 def test_outside_notebooks_the_progress_logs_and_draws_no_bar(spark):
-    assert "IPython" not in sys.modules or not progress_module.in_notebook()
+    assert "IPython" not in sys.modules or not notebook_module.in_notebook()
     with ScoringProgress(spark, total=4, interval=0.1) as progress:
         spark.range(4).count()
     assert progress.bar is None

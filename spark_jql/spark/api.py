@@ -14,7 +14,8 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from spark_jql import schema
 from spark_jql.config import ColumnsConfig, ScorerConfig, ThresholdConfig
 from spark_jql.errors import InputError
-from spark_jql.spark.progress import active_beacon, notebook_beacon
+from spark_jql.spark.notebook import notebook_beacon
+from spark_jql.spark.progress import active_beacon
 from spark_jql.spark.udf import make_score_udf
 from spark_jql.spark.workers import check_worker_python
 from spark_jql.thresholds import LanguageThreshold, Thresholds, _qkey

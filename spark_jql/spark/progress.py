@@ -19,8 +19,8 @@ documents and a running task for the part of that its age covers, judged by how 
 finished tasks took; only each job's last stage (the one that scores) is counted.
 No job group is set: a notebook's own job groups (Databricks cells) are left alone.
 
-:func:`notebook_beacon` gives ``annotate`` the same bar in a notebook, where the
-scoring runs later, in the user's own action (``.write``, ``.show()``).
+:func:`spark_jql.spark.notebook.notebook_beacon` gives ``annotate`` the same bar in a notebook,
+where the scoring runs later, in the user's own action (``.write``, ``.show()``).
 
 Worker side, :class:`BatchTimer` wraps the scorer's output batches in the UDF and
 logs, at most every ``SPARK_JQL_WORKER_LOG_INTERVAL`` seconds (default 30) per
@@ -39,6 +39,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from spark_jql.spark import notebook
 from spark_jql.spark.beacon import BeaconAddress, BeaconListener, advertised_host
 
 log = logging.getLogger("spark_jql.spark.progress")
@@ -271,7 +272,7 @@ class ScoringProgress:
         while not self._stop.wait(POLL_SECONDS if self.interval > POLL_SECONDS else self.interval):
             snap = self.snapshot()
             if self.bar is not None:
-                self.bar.show(snap)
+                self.bar.show(snap.docs, f"tasks {snap.tasks_done}/{snap.tasks_total}" if snap.tasks_total else None)
             elif time.perf_counter() >= next_log:
                 next_log += self.interval
                 self.log.info(snap.message(self.label))
@@ -290,8 +291,8 @@ class ScoringProgress:
         except OSError as err:
             self.log.debug("no beacon: %s", err)
         _ACTIVE.append(self)
-        if self.interval > 0 and in_notebook():
-            self.bar = ProgressBar(self.label, self.total)
+        if self.interval > 0 and notebook.in_notebook():
+            self.bar = notebook.ProgressBar(self.label, self.total)
         if self.interval > 0 and (self.bar is not None or self.log.isEnabledFor(logging.INFO)):
             self._thread = threading.Thread(target=self._run, name="spark_jql-progress", daemon=True)
             self._thread.start()
@@ -308,8 +309,7 @@ class ScoringProgress:
             done = snap.docs if self.total is None else max(snap.docs, self.total)
             rate = done / snap.elapsed if snap.elapsed > 0 else 0.0
             if self.bar is not None:
-                snap.docs = done
-                self.bar.show(snap)
+                self.bar.show(done)
             elif self.log.isEnabledFor(logging.INFO):
                 self.log.info("%s: done, %s docs in %s (%.1f docs/s)", self.label, f"{done:,}",
                               format_duration(snap.elapsed), rate)
@@ -339,135 +339,6 @@ def from_reported(snap: Snapshot, docs: int) -> Snapshot:
     rate = docs / snap.elapsed if snap.elapsed > 0 and docs > 0 else None
     eta = (snap.total - docs) / rate if snap.total is not None and rate else snap.eta_seconds
     return Snapshot(snap.elapsed, snap.total, docs, snap.tasks_total, snap.tasks_done, snap.tasks_running, rate, eta)
-
-
-# -- notebooks ------------------------------------------------------------------
-def in_notebook() -> bool:
-    """True in IPython/Jupyter (where log lines go nowhere unless logging is configured), unless
-    ``SPARK_JQL_NOTEBOOK_PROGRESS=0``."""
-    if os.environ.get("SPARK_JQL_NOTEBOOK_PROGRESS", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    ipython = sys.modules.get("IPython")
-    try:
-        return ipython is not None and ipython.get_ipython() is not None
-    except Exception:
-        return False
-
-
-def _bar_class():
-    """tqdm's notebook bar in a Jupyter kernel with ipywidgets; its plain line elsewhere."""
-    from tqdm import std
-
-    try:
-        shell = type(sys.modules["IPython"].get_ipython()).__name__
-        if shell == "ZMQInteractiveShell":
-            import ipywidgets  # noqa: F401
-            from tqdm import notebook
-
-            return notebook.tqdm
-    except Exception:
-        pass
-    return std.tqdm
-
-
-class ProgressBar:
-    """A tqdm bar of scored documents (``total`` when known), tasks and ETA in its postfix."""
-
-    factory = None  # tests swap in a recorder; None: :func:`_bar_class`
-
-    def __init__(self, label: str, total: int | None):
-        make = ProgressBar.factory or _bar_class()
-        self.bar = make(total=total, desc=f"spark_jql {label}", unit="docs", unit_scale=False, dynamic_ncols=True)
-
-    def show(self, snap: Snapshot) -> None:
-        try:
-            self.bar.update(max(0, snap.docs - self.bar.n))
-            if snap.tasks_total:
-                self.bar.set_postfix_str(f"tasks {snap.tasks_done}/{snap.tasks_total}", refresh=False)
-            self.bar.refresh()
-        except Exception:  # a display must never fail a job
-            pass
-
-    def close(self) -> None:
-        try:
-            self.bar.close()
-        except Exception:
-            pass
-
-
-class NotebookProgress:
-    """One per notebook process: a beacon listener and a thread that draws a bar per scoring action.
-
-    ``annotate`` is lazy: scoring runs in the user's action, possibly cells later, so the
-    bar cannot wrap it. Each action's scoring stage reports under its ``annotate``'s run id;
-    a bar per (run, stage) appears with its first report and closes after ``idle`` seconds
-    without one (the count is then final)."""
-
-    def __init__(self, spark, idle: float = 30.0):
-        self.listener = BeaconListener(advertised_host(spark), _env_float("SPARK_JQL_BEACON_INTERVAL", 0.5))
-        self.idle = idle
-        self.runs: set[str] = set()
-        self.bars: dict[tuple[str, int], tuple[ProgressBar, float]] = {}
-        self.lock = threading.Lock()
-        threading.Thread(target=self._draw, name="spark_jql-notebook-progress", daemon=True).start()
-
-    def address(self) -> BeaconAddress:
-        address = self.listener.address()
-        with self.lock:
-            self.runs.add(address.run)
-        return address
-
-    def _draw(self) -> None:
-        while True:
-            time.sleep(POLL_SECONDS)
-            try:
-                self.draw(time.monotonic())
-            except Exception as err:  # pragma: no cover - a display must never fail anything
-                log.debug("notebook progress: %s", err)
-
-    def draw(self, now: float) -> None:
-        with self.lock:
-            runs = list(self.runs)
-        for run in runs:
-            counts = self.listener.counts(run)
-            for stage in sorted(counts.stages) if counts else ():
-                key = (run, stage)
-                if key in self.bars and self.bars[key][0] is None:
-                    continue  # finished
-                docs = sum(n for (s, _), n in counts.partitions.items() if s == stage)
-                bar, _ = self.bars.get(key) or (ProgressBar("scoring", None), now)
-                if key not in self.bars or docs != bar.bar.n:
-                    self.bars[key] = (bar, now)
-                    bar.show(Snapshot(0.0, None, docs, 0, 0, 0, None, None))
-        for key, (bar, last) in list(self.bars.items()):
-            if bar is not None and now - last > self.idle:
-                bar.close()
-                self.bars[key] = (None, float("inf"))  # finished: never redrawn
-
-    def finish(self) -> None:
-        """Close every open bar now (tests; the end of a notebook)."""
-        self.draw(time.monotonic())
-        for key, (bar, _) in list(self.bars.items()):
-            if bar is not None:
-                bar.close()
-                self.bars[key] = (None, float("inf"))
-
-
-_NOTEBOOK: dict = {}
-
-
-def notebook_beacon(spark) -> BeaconAddress | None:
-    """In a notebook, a fresh run address of the process's :class:`NotebookProgress`; None outside
-    notebooks or when it cannot listen."""
-    if not in_notebook():
-        return None
-    if "progress" not in _NOTEBOOK:
-        try:
-            _NOTEBOOK["progress"] = NotebookProgress(spark)
-        except Exception as err:
-            log.debug("no notebook progress: %s", err)
-            return None
-    return _NOTEBOOK["progress"].address()
 
 
 # -- worker side --------------------------------------------------------------
