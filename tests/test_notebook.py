@@ -183,3 +183,17 @@ def test_the_readme_notebook_snippet_runs_on_spark_connect(spark, connect_url, g
     _demo_like(tmp_path, gte_bundle)
     env = {**os.environ, "SPARK_REMOTE": connect_url, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     _run_snippet(tmp_path, env)
+
+
+def test_the_first_report_replaces_an_estimate_a_small_job_pushed_ahead(spark, caplog):
+    """A small job inside the block (a listing, a probe) ends all its tasks: the task estimate says 100%. The scoring
+    tasks' first report (10 documents) is then the count, not held at 100% by 'never backwards'."""
+    with caplog.at_level(logging.INFO, logger="spark_jql.spark.progress"), \
+            ScoringProgress(spark, total=120, label="test", interval=0.2) as progress:
+        spark.sparkContext.parallelize(range(4), 2).count()
+        _wait(lambda: progress.snapshots and progress.snapshots[-1].docs == 120, 5)
+        assert progress.snapshots[-1].docs == 120  # the small job's tasks, taken for the stage's
+        progress.beacon.record(f"{progress.address.run} 99 0 0 10".encode())
+        assert progress.snapshot().docs == 10
+        progress.beacon.record(f"{progress.address.run} 99 0 0 4".encode())  # an older datagram: never backwards
+        assert progress.snapshot().docs == 10

@@ -139,6 +139,7 @@ class BeaconSender:
     def __init__(self, address: BeaconAddress | None):
         self.address = address
         self.docs = 0
+        self.sent = -1  # the count last sent
         self.last = 0.0
         self.sock = None
         self.prefix = ""
@@ -163,8 +164,9 @@ class BeaconSender:
             self.last = now
 
     def send(self) -> None:
-        if self.sock is None:
+        if self.sock is None or self.sent == self.docs:
             return
+        self.sent = self.docs
         try:
             self.sock.sendto(f"{self.prefix} {self.docs}".encode("ascii"), (self.address.host, self.address.port))
         except OSError:

@@ -27,6 +27,8 @@ from spark_jql.layout import EMBEDDINGS, OutputLayout
 from spark_jql.schema import PROVENANCE_KEY
 from spark_jql.scoring.models import embedding_metadata
 from spark_jql.spark.api import quoted, require_columns, require_text_column
+from spark_jql.spark.beacon import BeaconSender
+from spark_jql.spark.progress import active_beacon
 from spark_jql.spark.stage import UnitStage
 from spark_jql.spark.udf import get_scorer, rebatch, task_device
 
@@ -37,10 +39,12 @@ def make_embed_udf(config: ScorerConfig, docs=None, batch_size: int | None = Non
     """A pandas UDF ``text -> array<float>`` (null where the text is empty), ``batch_size`` rows at most per call."""
     config_json = config.model_dump_json()
     device_setting = config.embedder.device
+    beacon = active_beacon()  # the stage's progress counts what the tasks report
 
     @pandas_udf(ArrayType(FloatType()))
     def embed_udf(texts: Iterator[pd.Series]) -> Iterator[pd.Series]:
         scorer = None  # built on the first batch: an empty partition loads no model
+        sent = BeaconSender(beacon)
         for batch in rebatch(texts, batch_size):
             if scorer is None:
                 scorer = get_scorer(config_json, task_device(device_setting), with_heads=False)
@@ -49,6 +53,8 @@ def make_embed_udf(config: ScorerConfig, docs=None, batch_size: int | None = Non
             matrix = scorer.embed(batch)
             rows = [None if row[0] != row[0] else row for row in matrix]  # NaN row = no text
             yield pd.Series(rows, index=batch.index, dtype=object)
+            sent.add(len(batch))
+        sent.close()
 
     return embed_udf
 

@@ -234,6 +234,7 @@ class ScoringProgress:
         self.snapshots: list[Snapshot] = []
         self.clock = TaskClock()
         self.beacon: BeaconListener | None = None
+        self.reporting = False  # the scoring tasks' reports have arrived
         self.address: BeaconAddress | None = None
         self.bar = None
         self._source = None
@@ -260,9 +261,13 @@ class ScoringProgress:
         with self._lock:
             progress = self.clock.update(now, tasks_done, running)
             snap = estimate(now - self._start, self.total, tasks_total, progress, running)
+            first_report = reported is not None and not self.reporting
             if reported is not None:  # the tasks' own counts: exact, and moving inside long tasks
                 snap = from_reported(snap, reported.docs)
-            if self.snapshots and snap.docs < self.snapshots[-1].docs:  # never backwards (new stages, retries)
+                self.reporting = True
+            # Never backwards (new stages, retries), except where the first report replaces the task estimate,
+            # which a small job before the scoring one (a listing, a probe) may have pushed ahead.
+            if self.snapshots and snap.docs < self.snapshots[-1].docs and not first_report:
                 snap.docs = self.snapshots[-1].docs
             self.snapshots.append(snap)
         return snap

@@ -38,6 +38,7 @@ from spark_jql.spark.preflight import output_folder
 from spark_jql.spark.progress import ScoringProgress
 from spark_jql.spark.runner import UnitRunner, cluster_slots, readable_files, session_settings, split_settings
 from spark_jql.spark.units import UnitPlan, group_files
+from spark_jql.spark.workers import check_worker_python
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def _run(spark, cfg, stage, output, source, schema, before_writing, start) -> di
     todo = {p for u in pending for p in plan.files(u)}  # progress total: cheap estimate, no counting pass
     total = estimated_rows([f for f in source.files if f.path in todo], source.fmt) if source.is_files else None
     try:
+        check_worker_python(spark)  # its one-row job before the progress starts counting the stage's jobs
         with session_settings(spark, settings), ScoringProgress(spark, total=total, label=stage.name):
             runner.run(pending)
     except KeyboardInterrupt as err:  # Ctrl-C / SIGTERM: say what is committed; the rerun resumes exactly there
