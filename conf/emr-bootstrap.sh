@@ -5,8 +5,12 @@
 # EMR 7 (Amazon Linux 2023) has python3 = 3.9; spark_jql (and transformers 5.24) need >= 3.11.
 # Spark uses the venv through spark.pyspark.python (conf/emr.yaml, conf/emr-step.json) and
 # PYSPARK_PYTHON (conf/emr-configurations.json, classification spark-env).
-# Upload first (see README "Running on a cluster"): spark-jql package --output build/emr, then
+# Upload first (see README "On a cluster"), on a machine with Hub access:
+#   spark-jql package --output build/emr
+#   spark-jql fetch-models --output build/emr/models --prefix /mnt/models   # the layout conf/emr.yaml reads
 #   aws s3 cp --recursive build/emr s3://my-bucket/spark-jql/
+# $SRC/models/ then holds snowflake-arctic-embed-m-v2.0/, JQL-Edu-Heads/checkpoints/*.ckpt and manifest.json
+# (every file's size and sha256); the last line below copies it to /mnt/models on every node.
 set -euo pipefail
 SRC=${1:-s3://my-bucket/spark-jql}
 VENV=/opt/spark-jql/venv

@@ -449,6 +449,14 @@ def table_clash(input_table: str | None, outputs: dict[str, str | None], catalog
     return None
 
 
+class ReportConfig(_Strict):
+    """What ``spark-jql report`` adds beyond the numbers: example documents per score band (off by default,
+    because it reads the text in ``scored/`` and puts some of it in a page that may be shared)."""
+
+    samples: int = Field(0, ge=0, le=100, description="Example documents shown per score band (0: no examples section).")
+    sample_chars: int = Field(300, ge=20, le=10000, description="Each example is cut to this many characters.")
+
+
 class JobConfig(_Strict):
     """A whole spark-jql run."""
 
@@ -458,6 +466,7 @@ class JobConfig(_Strict):
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     def output_tables(self) -> dict[str, str | None]:
         """The catalog tables a run writes, by setting (dropped/ only when it is written)."""

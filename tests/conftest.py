@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -178,6 +179,36 @@ def empty_hf_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     return cache
+
+
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cache_repo(cache: Path, repo_id: str, files: dict[str, Path], commit: str = HUB_COMMIT, ref: str = "main") -> None:
+    """A repository in the Hub cache layout: blobs/<sha256>, snapshots/<commit>/<path> linking to them, refs/<ref>."""
+    root = cache / ("models--" + repo_id.replace("/", "--"))
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / ref).write_text(commit)
+    for rel, source in files.items():
+        data = source.read_bytes()
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        link = root / "snapshots" / commit / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("../" * (len(Path(rel).parts) + 1), "blobs", blob.name))
+
+
+@pytest.fixture
+def hub_cache(empty_hf_cache, gte_bundle) -> Path:
+    """The default scorer's repositories (embedder, JQL-Edu heads) in the offline cache, holding the tiny GTE bundle."""
+    from spark_jql.config import DEFAULT_EMBEDDER, JQL_HEADS_REPO
+
+    encoder = Path(gte_bundle["embedder"]["model"])
+    cache_repo(empty_hf_cache, DEFAULT_EMBEDDER, {str(p.relative_to(encoder)): p for p in encoder.rglob("*") if p.is_file()})
+    heads = {f"checkpoints/edu-{judge}-snowflake-balanced.ckpt": Path(h["path"]) for judge, h in zip(("gemma", "mistral", "llama"), gte_bundle["heads"])}
+    cache_repo(empty_hf_cache, JQL_HEADS_REPO, heads)
+    return empty_hf_cache
 
 
 def job_overrides(bundle: dict, inputs: list[str], output: Path, **extra: str) -> list[str]:

@@ -13,7 +13,7 @@ def test_every_command_is_registered_once_with_help():
     names = [c.name for c in all_commands()]
     assert len(names) == len(set(names))
     assert {"annotate", "thresholds", "filter", "run", "validate", "judge", "embed", "train", "evaluate",
-            "rank-judges", "report", "langid", "demo", "bench"} <= set(names)
+            "rank-judges", "report", "langid", "demo", "bench", "fetch-models"} <= set(names)
     assert all(c.help.strip() for c in all_commands())
 
 

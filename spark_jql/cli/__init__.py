@@ -28,6 +28,7 @@ from spark_jql.cli import (
     devtools_commands,
     job_commands,
     method_commands,
+    model_commands,
     report_commands,
 )
 from spark_jql.cli.registry import Command
@@ -42,7 +43,8 @@ SPARK_LOG_ENV = "SPARK_JQL_SPARK_LOG"  # spark/spark_log.py: where Spark's own l
 
 def all_commands() -> list[Command]:
     """The registry: every subcommand, in the order ``--help`` lists them (each imports its work lazily)."""
-    return [*job_commands.COMMANDS, *method_commands.COMMANDS, *report_commands.COMMANDS, *devtools_commands.COMMANDS]
+    return [*job_commands.COMMANDS, *method_commands.COMMANDS, *report_commands.COMMANDS, *model_commands.COMMANDS,
+            *devtools_commands.COMMANDS]
 
 
 def _global_options(parser: argparse.ArgumentParser, suffix: str = "", suppress: bool = False) -> None:

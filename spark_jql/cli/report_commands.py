@@ -23,7 +23,8 @@ def _report(args: argparse.Namespace) -> dict:
     require_plotting()  # before the SparkSession starts
     config = load_config(args.config, args.overrides)
     quantile = args.quantile if args.quantile is not None else config.filter.quantile
-    return write_report(session_for(config), args.output or config.io.output, args.path, args.bins, quantile)
+    return write_report(session_for(config), args.output or config.io.output, args.path, args.bins, quantile,
+                        samples=config.report, text_column=config.columns.text)
 
 
 def _langid_arguments(lid: argparse.ArgumentParser) -> None:
@@ -57,7 +58,9 @@ COMMANDS = [
     Command("report", "HTML report with plots from stats/ and thresholds.json; writes report.html", _report,
             _report_arguments,
             description="Read a run's stats/ and thresholds.json and write a self-contained HTML page (score\n"
-                        "histograms per language, thresholds, kept/dropped counts) plus report.json."),
+                        "histograms per language, thresholds, kept/dropped counts) plus report.json.\n"
+                        "report.samples: N adds N example documents per score band from scored/ (off by default),\n"
+                        "each cut to report.sample_chars characters."),
     Command("langid", "add language, language_script, language_score to io.input (lingua); writes parquet", _langid,
             _langid_arguments,
             description="Language identification for corpora without FineWeb2's language columns (lingua)."),

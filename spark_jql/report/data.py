@@ -14,6 +14,7 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 from spark_jql import schema
 from spark_jql.errors import InputError
 from spark_jql.layout import STATS, SUMMARY, THRESHOLDS, OutputLayout
+from spark_jql.report.samples import SampleBand
 from spark_jql.spark.storage import read_text
 from spark_jql.thresholds import Thresholds, _qkey
 
@@ -71,6 +72,7 @@ class ReportData:
     global_thresholds: dict[str, float]
     summary: dict
     warnings: list[dict] = field(default_factory=list)  # degenerate distributions, per language
+    samples: list[SampleBand] = field(default_factory=list)  # report.samples: example documents per score band
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str, ensure_ascii=False)

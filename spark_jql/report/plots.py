@@ -129,6 +129,11 @@ def plot_correlations(data: ReportData) -> str:
 
 
 def plot_retention(data: ReportData, quantile: float) -> str:
+    return _png(retention_figure(data, quantile))
+
+
+def retention_figure(data: ReportData, quantile: float):
+    """Share of documents and tokens kept per language; the legend sits above the axes, never over a bar."""
     shown = data.languages[:MAX_LANGUAGE_PLOTS]
     key = _qkey(quantile)
     labels = [x.label for x in shown]
@@ -142,9 +147,9 @@ def plot_retention(data: ReportData, quantile: float) -> str:
     ax.set_xticks(list(xs), labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("share kept")
-    ax.legend(fontsize=8, frameon=False, ncols=3, loc="upper right")
+    ax.legend(fontsize=8, frameon=False, ncols=3, loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 # -- HTML -----------------------------------------------------------------------
@@ -158,4 +163,7 @@ table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0} th,td{padding:.2
 th{background:#f6f8fa;position:sticky;top:0} td.l,th.l{text-align:left} tr.fb td{color:#8a6d3b}
 img{max-width:100%;border:1px solid #eee;border-radius:4px} .note{color:#666;font-size:.85rem}
 .warn{background:#fff4e5;border:1px solid #f0ad4e;border-radius:4px;padding:.5rem 1rem;margin:1rem 0}
+h3{font-size:1rem;margin:1.2rem 0 .3rem} ol.samples{font-size:.85rem;padding-left:1.6rem}
+ol.samples li{margin:.35rem 0} ol.samples .k{color:#666;font-variant-numeric:tabular-nums}
+ol.samples .t{white-space:pre-wrap;overflow-wrap:anywhere}
 """
