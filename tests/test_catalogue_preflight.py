@@ -342,10 +342,11 @@ def test_filter_quantile_not_in_thresholds(spark, gte_bundle, docs_file, tmp_pat
 
 
 @case("`thresholds` or `filter` run before `annotate` (no scored/)",
-      "exit 2: `cannot read the scored output <out>/scored (run annotate first): ...`")
+      "exit 2 before Spark starts: `no scored output at <out>/scored: thresholds reads <io.output>/scored/ (not "
+      "io.input); run annotate (or run) first, ...`")
 def test_thresholds_before_annotate(spark, gte_bundle, docs_file, tmp_path, capsys):
     err = _refused(capsys, gte_bundle, [str(docs_file)], tmp_path / "out", stage="thresholds")
-    assert f"cannot read the scored output {tmp_path / 'out' / 'scored'} (run annotate first)" in err
+    assert f"no scored output at {tmp_path / 'out' / 'scored'}: thresholds reads <io.output>/scored/" in err
 
 
 def test_connect_client_without_the_model_files_leaves_the_check_to_executors(gte_bundle, tmp_path, monkeypatch,

@@ -94,7 +94,7 @@ def test_interrupt_and_terminate_print_one_line_and_resume(gte_bundle, tmp_path)
         assert f"annotate: {committed} of 4 units of {out / 'scored'} committed" in last
         assert not (out / "jql_lease.json").exists()  # released: the rerun is not refused
 
-    proc = _cli(args, tmp_path, **slow)
+    proc = _cli([*args, "--json"], tmp_path, **slow)
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout)
@@ -118,7 +118,7 @@ def test_damaged_run_state_is_named_never_a_traceback(spark, gte_bundle, tmp_pat
     (out / "jql_lease.json").write_text('{"format": "spark_jql-lease')
     (out / "summary.json").write_text('{"annotate": {"input_rows": 4')
     with caplog.at_level(logging.WARNING):
-        assert main([*args, "annotate"]) == 0, capsys.readouterr().err
+        assert main([*args, "annotate", "--json"]) == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
     assert summary["annotate"]["units_resumed"] == 0 and summary["annotate"]["scored_rows"] == 40
     for name in ["unit-00000.json", "unit-00001.json"]:

@@ -55,10 +55,11 @@ def earlier_outputs(config: JobConfig, stage: str) -> None:
     layout = OutputLayout(config.io.output).job_paths()
     th = layout["thresholds"]
     if stage == "filter" and checkable(config, th) and os.path.isfile(paths.local_path(th)):
+        from spark_jql.spark.preflight import thresholds_fit
         from spark_jql.thresholds import Thresholds
 
-        with open(paths.local_path(th), encoding="utf-8", errors="replace") as f:
-            Thresholds.from_json(f.read(), th)  # a truncated or tampered file: one line naming it, before the JVM
+        with open(paths.local_path(th), encoding="utf-8", errors="replace") as f:  # a tampered file, a quantile it
+            thresholds_fit(Thresholds.from_json(f.read(), th), th, config)   # lacks: one line naming it, no JVM
     scored = layout["scored"]
     if checkable(config, scored) and not os.path.isdir(paths.local_path(scored)):
         raise InputError(f"no scored output at {scored}: {stage} reads <io.output>/scored/ (not io.input); "

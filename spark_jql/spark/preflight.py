@@ -216,7 +216,11 @@ def scored(spark: SparkSession, path: str, config: JobConfig) -> DataFrame:
 
 def thresholds_file(spark: SparkSession, path: str, config: JobConfig) -> Thresholds:
     """filter: thresholds.json parses into valid thresholds for filter.quantile and columns.language."""
-    result = Thresholds.from_json(read_text(spark, path), path)
+    return thresholds_fit(Thresholds.from_json(read_text(spark, path), path), path, config)
+
+
+def thresholds_fit(result: Thresholds, path: str, config: JobConfig) -> Thresholds:
+    """``result`` has a threshold for filter.quantile and was computed per columns.language (no Spark needed)."""
     quantile = config.filter.quantile
     if _qkey(quantile) not in result.global_thresholds:
         raise InputError(
