@@ -63,7 +63,8 @@ def test_batch_timer_is_rate_limited():
 
 
 def test_progress_logs_while_spark_runs(spark, caplog):
-    """Classic session: the status tracker; lines come while tasks run, docs never go backwards."""
+    """Classic session, tasks that send no reports (grace 0: as if executors could not reach the driver): the status
+    tracker's task counts; lines come while tasks run, docs never go backwards."""
     sc = spark.sparkContext
 
     def slow(index, rows):  # tasks of 1, 2, 3, 4 s: their ends are spread out whatever the start-up costs
@@ -75,7 +76,7 @@ def test_progress_logs_while_spark_runs(spark, caplog):
 
     logger = logging.getLogger("spark_jql.spark.progress")
     with caplog.at_level(logging.INFO, logger="spark_jql.spark.progress"):
-        with ScoringProgress(spark, total=40, label="test", interval=0.3, logger=logger) as progress:
+        with ScoringProgress(spark, total=40, label="test", interval=0.3, logger=logger, grace=0) as progress:
             assert sum(sc.parallelize(range(40), 4).mapPartitionsWithIndex(slow).collect()) == 40
     lines = [r.getMessage() for r in caplog.records if r.name == "spark_jql.spark.progress"]
     assert any(line.startswith("test: ") and "/ 40 docs" in line and "ETA" in line for line in lines), lines

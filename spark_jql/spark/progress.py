@@ -225,7 +225,7 @@ class ScoringProgress:
     """
 
     def __init__(self, spark, total: int | None = None, label: str = "scoring",
-                 interval: float | None = None, logger: logging.Logger | None = None):
+                 interval: float | None = None, logger: logging.Logger | None = None, grace: float | None = None):
         self.spark = spark
         self.total = total
         self.label = label
@@ -235,6 +235,9 @@ class ScoringProgress:
         self.clock = TaskClock()
         self.beacon: BeaconListener | None = None
         self.reporting = False  # the scoring tasks' reports have arrived
+        # Seconds to wait for the tasks' first report before trusting task counts: until then a job that only reads
+        # (a shuffle's map side, a listing) would count as scored. After it, executors that cannot reach this process.
+        self.grace = grace if grace is not None else _env_float("SPARK_JQL_PROGRESS_GRACE", 120.0)
         self.address: BeaconAddress | None = None
         self.bar = None
         self._source = None
@@ -265,6 +268,9 @@ class ScoringProgress:
             if reported is not None:  # the tasks' own counts: exact, and moving inside long tasks
                 snap = from_reported(snap, reported.docs)
                 self.reporting = True
+            elif self.beacon is not None and snap.elapsed < self.grace:
+                snap = Snapshot(snap.elapsed, snap.total, 0, snap.tasks_total, snap.tasks_done, snap.tasks_running,
+                                None, None)  # no report yet: nothing is known to be scored
             # Never backwards (new stages, retries), except where the first report replaces the task estimate,
             # which a small job before the scoring one (a listing, a probe) may have pushed ahead.
             if self.snapshots and snap.docs < self.snapshots[-1].docs and not first_report:
