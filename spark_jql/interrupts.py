@@ -16,10 +16,21 @@ from spark_jql.errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _active = False
+_received: list[int] = []  # signals taken inside the current block
 
 
 def _raise(signum, frame):
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def received() -> int | None:
+    """The signal taken inside the current :func:`as_interrupted` block, if any.
+
+    The exception a signal raises can surface as another one: raised inside a py4j call, it breaks the socket and
+    comes back as ``Py4JNetworkError: Answer from Java side is empty`` (then, say, an input error). Callers that
+    turn errors into messages check this first, so an interrupted run still says it was interrupted."""
+    return _received[-1] if _received else None
 
 
 def _main_thread() -> bool:
@@ -37,6 +48,7 @@ def as_interrupted():
     for s in SIGNALS:
         signal.signal(s, _raise)
     _active = True
+    _received.clear()
     try:
         yield
     finally:

@@ -136,3 +136,24 @@ def test_damaged_run_state_is_named_never_a_traceback(spark, gte_bundle, tmp_pat
         assert main([*args, "annotate"]) == 0
     assert f"starting over in {out / 'scored'}: its manifest {meta / 'manifest.json'} is truncated" in caplog.text
     assert json.loads((out / "summary.json").read_text())["annotate"]["scored_rows"] == 40
+
+
+def test_a_signal_that_surfaces_as_another_error_still_reads_as_interrupted(monkeypatch, capsys):
+    """SIGTERM inside a py4j call comes back as 'Answer from Java side is empty' (then an input error): the CLI
+    still prints the interrupted line and the signal's exit code, not exit 2 with the py4j message."""
+    from spark_jql import cli, interrupts
+    from spark_jql.errors import InputError
+
+    def broken_by_a_signal(args):
+        try:
+            interrupts._raise(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            pass  # swallowed inside py4j
+        raise InputError("cannot read json input ['x.jsonl']: Answer from Java side is empty")
+
+    monkeypatch.setattr(cli, "_run", broken_by_a_signal)
+    assert cli.main(["thresholds"]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err.strip()
+    assert err == "spark-jql: interrupted (SIGTERM); rerun the same command to resume", err
+    monkeypatch.setattr(cli, "_run", lambda args: (_ for _ in ()).throw(InputError("a real error")))
+    assert cli.main(["thresholds"]) == 2  # a later command without a signal: the error as it is

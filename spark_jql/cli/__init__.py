@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from spark_jql import interrupts
 from spark_jql.cli import (
     devtools_commands,
     job_commands,
@@ -180,11 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         with as_interrupted():
             result = _run(args)
-    except (ConfigError, SparkJQLError) as err:
-        print(f"spark-jql: error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: one line, the shell's exit code for the signal
-        signum = getattr(err, "signum", signal.SIGINT)
+    except (ConfigError, SparkJQLError, KeyboardInterrupt) as err:
+        signum = getattr(err, "signum", signal.SIGINT) if isinstance(err, KeyboardInterrupt) else interrupts.received()
+        if signum is None:
+            print(f"spark-jql: error: {err}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        # Ctrl-C or SIGTERM (also where the signal surfaced as another error): one line, the shell's exit code
         progress = getattr(err, "progress", "")
         print(f"spark-jql: interrupted ({signal.Signals(signum).name})" + (f"; {progress}" if progress else "")
               + "; rerun the same command to resume", file=sys.stderr)

@@ -28,6 +28,7 @@ from contextlib import nullcontext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from spark_jql import interrupts
 from spark_jql.config import JobConfig
 from spark_jql.errors import AccountingError, InputError, Interrupted
 from spark_jql.fingerprint import Fingerprint
@@ -134,12 +135,15 @@ def _run(spark, cfg, stage, output, source, schema, before_writing, start) -> di
         check_worker_python(spark)  # its one-row job before the progress starts counting the stage's jobs
         with session_settings(spark, settings), ScoringProgress(spark, total=total, label=stage.name):
             runner.run(pending)
-    except KeyboardInterrupt as err:  # Ctrl-C / SIGTERM: say what is committed; the rerun resumes exactly there
+    except (KeyboardInterrupt, Exception) as err:  # Ctrl-C / SIGTERM: what is committed; the rerun resumes there
+        signum = getattr(err, "signum", 2) if isinstance(err, KeyboardInterrupt) else interrupts.received()
+        if signum is None:  # a real error, not a signal surfacing as one (see interrupts.received)
+            raise
         left = [u for u in pending if u not in runner.committed]
         done = len(plan.units) - len(left)
         resume = f"; the rerun resumes from unit {left[0]}" if left else ""
-        raise Interrupted(getattr(err, "signum", 2), f"{stage.name}: {done} of {len(plan.units)} units of {output} "
-                                                     f"committed{resume}") from None
+        raise Interrupted(signum, f"{stage.name}: {done} of {len(plan.units)} units of {output} "
+                                  f"committed{resume}") from None
     work_seconds = time.perf_counter() - work_start
     markers = plan.markers()
     input_rows = sum(m["input_rows"] for m in markers)
