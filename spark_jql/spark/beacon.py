@@ -17,6 +17,7 @@ UDF sends, so the counts are the scoring stage's documents, never a read stage's
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -26,6 +27,14 @@ from dataclasses import dataclass, field
 log = logging.getLogger("spark_jql.spark.progress")
 
 DEFAULT_INTERVAL = 0.5  # seconds between two datagrams of one task
+
+
+def interval_setting() -> float:
+    """``SPARK_JQL_BEACON_INTERVAL`` (seconds between a task's datagrams; 0: one per batch), else the default."""
+    try:
+        return float(os.environ.get("SPARK_JQL_BEACON_INTERVAL", DEFAULT_INTERVAL))
+    except ValueError:
+        return DEFAULT_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,6 @@ class RunCounts:
     """A run's documents per (stage, partition), the largest count of any attempt."""
 
     partitions: dict[tuple[int, int], int] = field(default_factory=dict)
-    first_seen: float = 0.0
-    last_seen: float = 0.0
     reports: int = 0  # datagrams received
 
     @property
@@ -59,9 +66,9 @@ class RunCounts:
 class BeaconListener:
     """A UDP socket on the driver and a daemon thread that folds datagrams into :class:`RunCounts`."""
 
-    def __init__(self, advertise: str, interval: float = DEFAULT_INTERVAL):
+    def __init__(self, advertise: str, interval: float | None = None):
         self.advertise = advertise
-        self.interval = interval
+        self.interval = interval_setting() if interval is None else interval
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("0.0.0.0", 0))
         self.sock.settimeout(0.2)
@@ -79,7 +86,7 @@ class BeaconListener:
     def counts(self, run: str) -> RunCounts | None:
         with self.lock:
             found = self.runs.get(run)
-            return RunCounts(dict(found.partitions), found.first_seen, found.last_seen, found.reports) if found else None
+            return RunCounts(dict(found.partitions), found.reports) if found else None
 
     def _receive(self) -> None:
         while not self._stop.is_set():
@@ -97,11 +104,9 @@ class BeaconListener:
             key, count = (int(stage), int(partition)), int(docs)
         except (UnicodeDecodeError, ValueError):
             return  # not ours
-        now = time.monotonic()
         with self.lock:
-            counts = self.runs.setdefault(run, RunCounts(first_seen=now))
+            counts = self.runs.setdefault(run, RunCounts())
             counts.partitions[key] = max(count, counts.partitions.get(key, 0))
-            counts.last_seen = now
             counts.reports += 1
 
     def close(self) -> None:
@@ -159,7 +164,7 @@ class BeaconSender:
     def add(self, rows: int) -> None:
         self.docs += rows
         now = time.monotonic()
-        if now - self.last >= self.address.interval if self.address else False:
+        if self.sock is not None and now - self.last >= self.address.interval:
             self.send()
             self.last = now
 

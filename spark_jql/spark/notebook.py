@@ -20,13 +20,6 @@ log = logging.getLogger("spark_jql.spark.progress")
 POLL_SECONDS = 0.5
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 def in_notebook() -> bool:
     """True in IPython/Jupyter (where log lines go nowhere unless logging is configured), unless
     ``SPARK_JQL_NOTEBOOK_PROGRESS=0``."""
@@ -89,7 +82,7 @@ class NotebookProgress:
     without one (the count is then final)."""
 
     def __init__(self, spark, idle: float = 30.0):
-        self.listener = BeaconListener(advertised_host(spark), _env_float("SPARK_JQL_BEACON_INTERVAL", 0.5))
+        self.listener = BeaconListener(advertised_host(spark))
         self.idle = idle
         self.runs: set[str] = set()
         self.bars: dict[tuple[str, int], tuple[ProgressBar, float]] = {}

@@ -297,7 +297,7 @@ class ScoringProgress:
         except Exception as err:
             self.log.debug("no progress source: %s", err)
         try:
-            self.beacon = BeaconListener(advertised_host(self.spark), _env_float("SPARK_JQL_BEACON_INTERVAL", 0.5))
+            self.beacon = BeaconListener(advertised_host(self.spark))
             self.address = self.beacon.address()
         except OSError as err:
             self.log.debug("no beacon: %s", err)
