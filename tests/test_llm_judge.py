@@ -183,19 +183,21 @@ def test_timeouts_unreachable_server_and_api_key(monkeypatch):
 
 
 def test_timed_out_requests_are_cancelled_not_left_running():
-    """A request past timeout_seconds has its connection closed: the server aborts it, in flight never exceeds the slots."""
-    texts = [f"SLOW page {i} at level 2" for i in range(8)]
+    """A request past timeout_seconds has its connection closed: the server aborts it instead of generating on."""
+    texts = [f"STUCK page {i} at level 2" for i in range(8)]  # each would generate for 30 s
     with FakeJudgeServer() as server:
         cfg = config(server.url, timeout_seconds=0.2, max_retries=1, backoff_seconds=0.1, concurrency=2)
         results = judge_texts(texts, cfg.judges[0], cfg)
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 10
         while server.cancelled < 16 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert all(r.score is None and "timed out" in r.error for r in results)
         assert server.total == 16 and server.cancelled == 16  # every attempt aborted by the server, none finished
-        # the audit saw 15 in flight against 8 slots (each abandoned request ran its full second); now at most one
-        # request being torn down overlaps the next one (the server notices a closed connection within milliseconds)
-        assert server.max_in_flight <= 2 + 1 and server.in_flight == 0
+        assert server.in_flight == 0
+        # abandoned requests would each run 30 s and all 16 overlap; aborted ones end soon after the 0.2-s timeout
+        # (bounds loose enough for a loaded machine, where the server notices a closed connection late)
+        assert max(server.cancelled_after) < 5
+        assert server.max_in_flight < 8
 
 
 def test_several_endpoints_are_balanced_with_failures_counted_per_endpoint():

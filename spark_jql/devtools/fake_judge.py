@@ -5,6 +5,7 @@ score: N", where N is the digit after "level" in the document (0 without one).
 Markers in the document choose other behaviour, so one server serves every test:
 
     SLOW       answer after one more second         BROKEN     503 every time
+    STUCK      answer after 30 more seconds (only a client that gives up ends it)
     FLAKY      503 on the first request, then ok    BAD        400 (not retried)
     RATED      429 with Retry-After: 1 first        GIBBERISH  an answer without a score
     DECIMAL    "Educational score: 3.5"
@@ -51,6 +52,7 @@ class FakeJudgeServer:
         self.max_in_flight = 0
         self.total = 0
         self.cancelled = 0
+        self.cancelled_after: list[float] = []  # seconds each aborted request had run on the server
         self.requests: dict[str, int] = {}
         self.times: dict[str, list[float]] = {}
         self.bodies: list[dict] = []
@@ -73,16 +75,18 @@ class FakeJudgeServer:
                     server.requests[doc] = server.requests.get(doc, 0) + 1
                     server.times.setdefault(doc, []).append(time.monotonic())
                     seen = server.requests[doc]
+                    started = time.monotonic()
                     server.bodies.append(body)
                     server.headers.append(dict(self.headers))
                 try:
                     if server.slots is not None:
                         while not server.slots.acquire(timeout=0.02):  # queued: still notice a client that left
                             if self._client_gone(0):
-                                return self._cancelled()
+                                return self._cancelled(started)
                     try:
-                        if not self._wait(server.latency + (1.0 if "SLOW" in doc else 0.0)):
-                            return self._cancelled()
+                        extra_seconds = 30.0 if "STUCK" in doc else 1.0 if "SLOW" in doc else 0.0
+                        if not self._wait(server.latency + extra_seconds):
+                            return self._cancelled(started)
                         status, payload, extra = self._answer(doc, body, seen)
                     finally:
                         if server.slots is not None:
@@ -92,9 +96,10 @@ class FakeJudgeServer:
                         server.in_flight -= 1
                 self._send(status, payload, extra)
 
-            def _cancelled(self):
+            def _cancelled(self, started: float):
                 with server.lock:
                     server.cancelled += 1
+                    server.cancelled_after.append(time.monotonic() - started)
                 self.close_connection = True
 
             def _client_gone(self, timeout: float) -> bool:
