@@ -266,8 +266,9 @@ class SparkConfig(_Strict):
         "GPU resources, else its default parallelism.",
     )
     partitions_per_slot: int = runtime(
-        4, ge=1, le=1000, description="Partitions per slot in each unit, planned by bytes so that no slot waits on a "
-        "long partition (waves of work per slot).",
+        2, ge=1, le=1000, description="Partitions per slot in each unit, planned by bytes (waves of work per slot). The "
+        "unit's smallest files come last in smaller partitions, which evens out the end; each further wave costs "
+        "every slot one more task start.",
     )
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
 
