@@ -73,9 +73,9 @@ class FakeJudgeServer:
                     server.total += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     server.requests[doc] = server.requests.get(doc, 0) + 1
-                    server.times.setdefault(doc, []).append(time.monotonic())
-                    seen = server.requests[doc]
                     started = time.monotonic()
+                    server.times.setdefault(doc, []).append(started)
+                    seen = server.requests[doc]
                     server.bodies.append(body)
                     server.headers.append(dict(self.headers))
                 try:
@@ -84,8 +84,8 @@ class FakeJudgeServer:
                             if self._client_gone(0):
                                 return self._cancelled(started)
                     try:
-                        extra_seconds = 30.0 if "STUCK" in doc else 1.0 if "SLOW" in doc else 0.0
-                        if not self._wait(server.latency + extra_seconds):
+                        marked = 30.0 if "STUCK" in doc else 1.0 if "SLOW" in doc else 0.0
+                        if not self._wait(server.latency + marked):
                             return self._cancelled(started)
                         status, payload, extra = self._answer(doc, body, seen)
                     finally:

@@ -29,12 +29,17 @@ log = logging.getLogger("spark_jql.spark.progress")
 DEFAULT_INTERVAL = 0.5  # seconds between two datagrams of one task
 
 
+def env_float(name: str, default: float) -> float:
+    """A number from the environment (the progress knobs); the default when unset or not a number."""
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 def interval_setting() -> float:
     """``SPARK_JQL_BEACON_INTERVAL`` (seconds between a task's datagrams; 0: one per batch), else the default."""
-    try:
-        return float(os.environ.get("SPARK_JQL_BEACON_INTERVAL", DEFAULT_INTERVAL))
-    except ValueError:
-        return DEFAULT_INTERVAL
+    return env_float("SPARK_JQL_BEACON_INTERVAL", DEFAULT_INTERVAL)
 
 
 @dataclass(frozen=True)

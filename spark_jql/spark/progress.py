@@ -40,7 +40,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from spark_jql.spark import notebook
-from spark_jql.spark.beacon import BeaconAddress, BeaconListener, advertised_host
+from spark_jql.spark.beacon import BeaconAddress, BeaconListener, advertised_host, env_float
 
 log = logging.getLogger("spark_jql.spark.progress")
 worker_log = logging.getLogger("spark_jql.worker")
@@ -48,13 +48,6 @@ worker_log = logging.getLogger("spark_jql.worker")
 DEFAULT_INTERVAL = 5.0
 DEFAULT_WORKER_INTERVAL = 30.0
 POLL_SECONDS = 0.5
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 def format_duration(seconds: float | None) -> str:
@@ -229,7 +222,7 @@ class ScoringProgress:
         self.spark = spark
         self.total = total
         self.label = label
-        self.interval = interval if interval is not None else _env_float("SPARK_JQL_PROGRESS_INTERVAL", DEFAULT_INTERVAL)
+        self.interval = interval if interval is not None else env_float("SPARK_JQL_PROGRESS_INTERVAL", DEFAULT_INTERVAL)
         self.log = logger or log
         self.snapshots: list[Snapshot] = []
         self.clock = TaskClock()
@@ -237,7 +230,7 @@ class ScoringProgress:
         self.reporting = False  # the scoring tasks' reports have arrived
         # Seconds to wait for the tasks' first report before trusting task counts: until then a job that only reads
         # (a shuffle's map side, a listing) would count as scored. After it, executors that cannot reach this process.
-        self.grace = grace if grace is not None else _env_float("SPARK_JQL_PROGRESS_GRACE", 120.0)
+        self.grace = grace if grace is not None else env_float("SPARK_JQL_PROGRESS_GRACE", 120.0)
         self.address: BeaconAddress | None = None
         self.bar = None
         self._source = None
@@ -378,7 +371,7 @@ class BatchTimer:
     """
 
     def __init__(self, interval: float | None = None, clock=time.perf_counter, logger: logging.Logger | None = None):
-        self.interval = interval if interval is not None else _env_float("SPARK_JQL_WORKER_LOG_INTERVAL", DEFAULT_WORKER_INTERVAL)
+        self.interval = interval if interval is not None else env_float("SPARK_JQL_WORKER_LOG_INTERVAL", DEFAULT_WORKER_INTERVAL)
         self.clock = clock
         self.log = logger or worker_log
         self.state = _WORKER_STATE if logger is None else {"last_log": None, "batches": 0, "docs": 0, "seconds": 0.0}
